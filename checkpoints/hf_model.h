@@ -1,0 +1,53 @@
+// Hugging Face model directories in: config.json, and weights as model.safetensors or shards
+// listed in model.safetensors.index.json. Checks a checkpoint against the architecture from the
+// safetensors headers alone (every tensor present, none unexpected, shapes, dtypes) and loads it.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include "models/model.h"
+
+namespace lorakit {
+
+struct HfModelDir {
+  std::filesystem::path dir;
+  std::filesystem::path config_path;
+  nlohmann::json config;
+  std::vector<std::filesystem::path> weight_files;  // empty when the directory has no weights
+  std::string weight_format;                        // "model.safetensors", "sharded (N files)" or ""
+};
+
+// Reads config.json and finds the weight files; errors name the file and what is wrong.
+HfModelDir open_hf_model_dir(const std::filesystem::path& dir);
+
+struct WeightCheck {
+  int64_t tensors = 0;                    // tensors in the files
+  std::vector<std::string> missing;       // expected by the architecture, not in the files
+  std::vector<std::string> unexpected;    // in the files, unknown to the architecture
+  std::vector<std::string> mismatched;    // "name: file [a, b] vs expected [c, d]"
+  std::vector<std::string> ignored;       // known checkpoint quirks dropped on load
+  std::set<std::string> dtypes;           // of the expected tensors, as safetensors names them
+  bool ok() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
+  std::string problems(const std::string& where) const;  // all of them, in one message
+};
+
+// Compares the files' headers with the architecture without reading tensor data.
+WeightCheck check_weights(CausalLM& model, const HfModelDir& hf);
+
+struct LoadOptions {
+  at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
+};
+
+// Builds the model config.json describes and fills it from the safetensors files.
+std::unique_ptr<CausalLM> load_hf_model(const std::filesystem::path& dir, const LoadOptions& options);
+
+}  // namespace lorakit

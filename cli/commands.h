@@ -1,0 +1,11 @@
+// Each subcommand registers itself on the app; cli/main.cpp catches errors and sets exit codes.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace lorakit::cli {
+
+void add_inspect(CLI::App& app);
+void add_forward(CLI::App& app);
+
+}  // namespace lorakit::cli

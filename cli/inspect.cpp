@@ -1,0 +1,122 @@
+// `lorakit inspect MODEL_DIR [--json]`: what a Hugging Face model directory holds and what a LoRA
+// run on it would need, from config.json and the safetensors headers alone (no weights loaded).
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "checkpoints/hf_model.h"
+#include "checkpoints/safetensors.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/format.h"
+
+namespace lorakit::cli {
+
+namespace {
+
+int64_t dtype_bytes(const std::string& dtype) {
+  if (dtype == "F32" || dtype == "float32") return 4;
+  if (dtype == "F64" || dtype == "float64") return 8;
+  return 2;  // BF16/F16 and the usual config values bfloat16/float16
+}
+
+// PEFT's default targets for this model_type, matched on the module name's last component.
+struct LoraEstimate {
+  int64_t r, params, bytes;
+};
+std::vector<LoraEstimate> estimate_lora(CausalLM& model, const std::vector<std::string>& targets) {
+  struct Collector : ParamVisitor {
+    const std::vector<std::string>& targets;
+    int64_t in_plus_out = 0;
+    explicit Collector(const std::vector<std::string>& t) : targets(t) {}
+    void tensor(const std::string&, at::Tensor&, const std::vector<int64_t>&) override {}
+    void linear(const std::string& name, Linear& l) override {
+      std::string last = name.substr(name.rfind('.') + 1);
+      if (std::find(targets.begin(), targets.end(), last) != targets.end()) in_plus_out += l.in_features + l.out_features;
+    }
+  } collector(targets);
+  model.visit(collector);
+  std::vector<LoraEstimate> out;
+  for (int64_t r : {16, 32, 64}) {
+    int64_t params = r * collector.in_plus_out;
+    out.push_back({r, params, params * 16});  // fp32 weight + grad + AdamW exp_avg + exp_avg_sq
+  }
+  return out;
+}
+
+void run_inspect(const std::string& dir, bool as_json) {
+  HfModelDir hf = open_hf_model_dir(dir);
+  std::unique_ptr<CausalLM> model = create_model(JsonReader(hf.config, hf.config_path.string()));
+  ArchSummary arch = model->summary();
+  const int64_t num_parameters = model->num_parameters();
+
+  nlohmann::ordered_json weights = {{"present", !hf.weight_files.empty()}};
+  std::string weight_dtype = arch.config_dtype.empty() ? "bfloat16" : arch.config_dtype;
+  if (!hf.weight_files.empty()) {
+    WeightCheck check = check_weights(*model, hf);
+    if (!check.ok()) throw Error(check.problems(dir));
+    weights["format"] = hf.weight_format;
+    weights["tensors"] = check.tensors;
+    weights["ignored"] = check.ignored;
+    weights["dtype"] = fmt::format("{}", fmt::join(check.dtypes, "+"));
+    weight_dtype = check.dtypes.size() == 1 ? *check.dtypes.begin() : "F32";
+  }
+  const int64_t weight_bytes = num_parameters * dtype_bytes(weight_dtype);
+  std::vector<LoraEstimate> lora = estimate_lora(*model, arch.default_lora_targets);
+
+  nlohmann::ordered_json out = {
+      {"model_dir", dir},
+      {"model_type", arch.model_type},
+      {"architecture", arch.architecture},
+      {"config", arch.facts},
+      {"num_parameters", num_parameters},
+      {"config_dtype", arch.config_dtype},
+      {"weights", weights},
+  };
+  nlohmann::ordered_json memory = {{"weights_bytes", weight_bytes}, {"weights_dtype", weight_dtype}};
+  for (const auto& e : lora)
+    memory["lora"].push_back({{"r", e.r}, {"target_modules", arch.default_lora_targets}, {"trainable_params", e.params},
+                              {"bytes", e.bytes}});
+  out["memory"] = memory;
+
+  if (as_json) {
+    fmt::print("{}\n", out.dump(2));
+    return;
+  }
+  fmt::print("model        {}\n", dir);
+  fmt::print("architecture {} ({})\n", arch.architecture, arch.model_type);
+  for (const auto& [key, value] : arch.facts.items())
+    fmt::print("  {:<26} {}\n", key, value.is_string() ? value.get<std::string>() : value.dump());
+  fmt::print("parameters   {} (tied weights counted once, as transformers counts)\n", with_commas(num_parameters));
+  if (hf.weight_files.empty()) {
+    fmt::print("weights      none in the directory (config only); config dtype {}\n",
+               arch.config_dtype.empty() ? "unset" : arch.config_dtype);
+  } else {
+    fmt::print("weights      {}: {} tensors, {}, all present with the expected shapes\n", hf.weight_format,
+               weights["tensors"].get<int64_t>(), weights["dtype"].get<std::string>());
+    if (!weights["ignored"].empty())
+      fmt::print("             ignored on load: {}\n", fmt::join(weights["ignored"].get<std::vector<std::string>>(), ", "));
+  }
+  fmt::print("memory       weights in {}: {}\n", weight_dtype, human_bytes(static_cast<double>(weight_bytes)));
+  for (const auto& e : lora)
+    fmt::print("             LoRA r={:<3} on {}: {} trainable params ({:.3f}%), {} for fp32 weights + grads + AdamW\n", e.r,
+               fmt::join(arch.default_lora_targets, ","), with_commas(e.params),
+               100.0 * static_cast<double>(e.params) / static_cast<double>(num_parameters),
+               human_bytes(static_cast<double>(e.bytes)));
+  fmt::print("             (activations come on top and depend on batch size and sequence length)\n");
+}
+
+}  // namespace
+
+void add_inspect(CLI::App& app) {
+  auto* cmd = app.add_subcommand("inspect", "Describe a Hugging Face model directory: architecture, parameter count, "
+                                            "weights check and LoRA memory");
+  static std::string dir;
+  static bool as_json = false;
+  cmd->add_option("MODEL_DIR", dir, "model directory with config.json (weights optional)")->required();
+  cmd->add_flag("--json", as_json, "print one JSON object instead of text");
+  cmd->callback([] { run_inspect(dir, as_json); });
+}
+
+}  // namespace lorakit::cli

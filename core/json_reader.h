@@ -1,0 +1,44 @@
+// Typed access to a JSON object (config.json, adapter_config.json) with errors that name the file
+// and the key: "config.json: key 'hidden_size': expected an integer, found \"2k\"".
+// It is not a schema: each model file asks for the keys it knows, with HF's names and defaults.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace lorakit {
+
+class JsonReader {
+ public:
+  JsonReader(const nlohmann::json& object, std::string where);
+
+  static nlohmann::json parse_file(const std::string& path);  // errors name the file, line, column
+
+  bool has(const std::string& key) const;  // present and not null
+  const nlohmann::json& raw() const { return object_; }
+  const std::string& where() const { return where_; }
+  JsonReader child(const std::string& key) const;  // a nested object
+
+  int64_t integer(const std::string& key) const;
+  int64_t integer(const std::string& key, int64_t fallback) const;
+  double number(const std::string& key) const;
+  double number(const std::string& key, double fallback) const;
+  bool boolean(const std::string& key, bool fallback) const;
+  std::string string(const std::string& key) const;
+  std::string string(const std::string& key, const std::string& fallback) const;
+  std::optional<int64_t> optional_integer(const std::string& key) const;
+  std::vector<std::string> string_list(const std::string& key) const;
+
+  [[noreturn]] void fail_key(const std::string& key, const std::string& expected) const;
+
+ private:
+  const nlohmann::json& at(const std::string& key) const;
+
+  const nlohmann::json& object_;
+  std::string where_;
+};
+
+}  // namespace lorakit

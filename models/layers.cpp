@@ -1,0 +1,131 @@
+#include "models/layers.h"
+
+#include <cmath>
+#include <numbers>
+
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/gelu.h>
+#include <ATen/ops/layer_norm.h>
+#include <ATen/ops/linear.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/pow.h>
+#include <ATen/ops/relu.h>
+#include <ATen/ops/rsqrt.h>
+#include <ATen/ops/scaled_dot_product_attention.h>
+#include <ATen/ops/silu.h>
+#include <ATen/ops/tanh.h>
+#include <ATen/ops/tril.h>
+#include <ATen/ops/triu.h>
+#include <ATen/ops/where.h>
+
+#include "core/error.h"
+
+namespace lorakit {
+
+at::Tensor Linear::forward(const at::Tensor& x) const {
+  at::Tensor y = at::linear(x, weight, bias);  // (..., out)
+  if (adapter) y = y + adapter->delta(x);
+  return y;
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor h = x.to(at::kFloat);
+  at::Tensor variance = h.pow(2).mean(-1, /*keepdim=*/true);
+  h = h * at::rsqrt(variance + eps);
+  return weight * h.to(x.scalar_type());
+}
+
+at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps) {
+  return at::layer_norm(x, {x.size(-1)}, weight, bias, eps);
+}
+
+bool is_known_activation(const std::string& name) {
+  return name == "silu" || name == "swish" || name == "gelu" || name == "gelu_new" || name == "gelu_pytorch_tanh" ||
+         name == "relu";
+}
+
+at::Tensor activation(const std::string& name, const at::Tensor& x) {
+  if (name == "silu" || name == "swish") return at::silu(x);
+  if (name == "gelu") return at::gelu(x);  // exact erf GELU, as HF's "gelu"
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh") return at::gelu(x, "tanh");
+  if (name == "relu") return at::relu(x);
+  fail("unknown activation '{}' (known: silu, gelu, gelu_new, gelu_pytorch_tanh, relu)", name);
+}
+
+at::Tensor rope_inv_freq(int64_t dim, double theta, const RopeScaling& scaling) {
+  // HF: 1 / base ** (arange(0, dim, 2).float() / dim), in float32.
+  at::Tensor exponent = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(dim);
+  at::Tensor inv_freq = 1.0 / at::pow(theta, exponent);
+  if (scaling.rope_type == "default") return inv_freq;
+  if (scaling.rope_type != "llama3") fail("unsupported rope_type '{}' (supported: default, llama3)", scaling.rope_type);
+  // transformers modeling_rope_utils._compute_llama3_parameters.
+  const double factor = scaling.factor, lo = scaling.low_freq_factor, hi = scaling.high_freq_factor;
+  const double old_context = static_cast<double>(scaling.original_max_position_embeddings);
+  const double low_freq_wavelen = old_context / lo, high_freq_wavelen = old_context / hi;
+  at::Tensor wavelen = 2 * std::numbers::pi / inv_freq;
+  at::Tensor llama = at::where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq);
+  at::Tensor smooth = (old_context / wavelen - lo) / (hi - lo);
+  at::Tensor smoothed = (1 - smooth) * llama / factor + smooth * llama;
+  at::Tensor is_medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
+  return at::where(is_medium, smoothed, llama);
+}
+
+std::pair<at::Tensor, at::Tensor> rope_cos_sin(const at::Tensor& positions, const at::Tensor& inv_freq,
+                                               at::ScalarType dtype) {
+  at::Tensor freqs = positions.unsqueeze(-1).to(at::kFloat) * inv_freq.to(positions.device());  // (B, T, dim/2)
+  at::Tensor emb = at::cat({freqs, freqs}, -1);                                                // (B, T, dim)
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+namespace {
+
+at::Tensor rotate_half(const at::Tensor& x) {
+  int64_t half = x.size(-1) / 2;
+  return at::cat({-x.slice(-1, half), x.slice(-1, 0, half)}, -1);
+}
+
+}  // namespace
+
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  at::Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);  // (B, 1, T, dim)
+  int64_t rotary_dim = cos.size(-1);
+  if (rotary_dim == x.size(-1)) return x * c + rotate_half(x) * s;
+  at::Tensor rot = x.slice(-1, 0, rotary_dim), pass = x.slice(-1, rotary_dim);
+  return at::cat({rot * c + rotate_half(rot) * s, pass}, -1);
+}
+
+at::Tensor attention_mask_4d(const at::Tensor& attention_mask, int64_t T, int64_t sliding_window,
+                             const at::TensorOptions& options) {
+  bool padded = attention_mask.defined() && !attention_mask.all().item<bool>();
+  if (!padded && sliding_window <= 0) return {};
+  at::Tensor allowed = at::ones({T, T}, options.dtype(at::kBool)).tril();  // (T, T): key j <= query i
+  if (sliding_window > 0) allowed = allowed.logical_and(at::ones({T, T}, options.dtype(at::kBool)).triu(-(sliding_window - 1)));
+  at::Tensor mask = allowed.view({1, 1, T, T});
+  if (attention_mask.defined()) {
+    at::Tensor keys = attention_mask.to(options.device()).to(at::kBool).view({attention_mask.size(0), 1, 1, T});
+    mask = mask.logical_and(keys);  // (B, 1, T, T)
+  }
+  return mask;
+}
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask4d,
+                     double scale) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  bool gqa = k.size(1) != H;
+  at::Tensor out = mask4d.defined()
+                       ? at::scaled_dot_product_attention(q, k, v, mask4d, 0.0, false, scale, gqa)
+                       : at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, scale, gqa);
+  return out.transpose(1, 2).reshape({B, T, H * D});  // (B, T, H*D)
+}
+
+at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels) {
+  const int64_t V = logits.size(-1);
+  at::Tensor shift_logits = logits.slice(1, 0, -1).to(at::kFloat).reshape({-1, V});
+  at::Tensor shift_labels = labels.slice(1, 1).reshape({-1}).to(logits.device());
+  return at::cross_entropy_loss(shift_logits, shift_labels, {}, at::Reduction::Mean, /*ignore_index=*/-100);
+}
+
+}  // namespace lorakit

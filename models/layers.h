@@ -1,0 +1,73 @@
+// Building blocks shared by the architectures: the one Linear where adapters act, norms, rotary
+// tables, attention and the causal-LM loss. Numerics mirror transformers' eager path (norm
+// statistics, rotary tables, softmax and loss in float32; everything else in the model dtype).
+// Shapes: B batch, T tokens, C hidden, H query heads, Hkv key/value heads, D head dim, V vocab.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace lorakit {
+
+// What an adapter (LoRA, in lora/) adds to a Linear's output. Models never mention LoRA.
+class LinearAdapter {
+ public:
+  virtual ~LinearAdapter() = default;
+  virtual at::Tensor delta(const at::Tensor& x) const = 0;  // (..., in) -> (..., out)
+};
+
+// The single choke point for projections: y = x W^T + b; if (adapter) y += adapter->delta(x).
+struct Linear {
+  int64_t in_features = 0;
+  int64_t out_features = 0;
+  bool has_bias = false;
+  at::Tensor weight;  // (out, in)
+  at::Tensor bias;    // (out) or undefined
+  std::shared_ptr<LinearAdapter> adapter;
+
+  Linear() = default;
+  Linear(int64_t in, int64_t out, bool bias) : in_features(in), out_features(out), has_bias(bias) {}
+  at::Tensor forward(const at::Tensor& x) const;
+};
+
+// transformers' LlamaRMSNorm family: statistics in float32, cast back, then times weight.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+// nn.LayerNorm in the model dtype.
+at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps);
+
+// The activations HF names in `hidden_act` that lorakit supports.
+at::Tensor activation(const std::string& name, const at::Tensor& x);
+bool is_known_activation(const std::string& name);
+
+// RoPE inverse frequencies (dim/2,), float32, as HF computes them.
+struct RopeScaling {
+  std::string rope_type = "default";  // "default" or "llama3"
+  double factor = 1.0, low_freq_factor = 1.0, high_freq_factor = 4.0;
+  int64_t original_max_position_embeddings = 0;
+};
+at::Tensor rope_inv_freq(int64_t dim, double theta, const RopeScaling& scaling);
+
+// cos, sin: (B or 1, T, dim) in `dtype`, from positions (B or 1, T) and inv_freq (dim/2,).
+std::pair<at::Tensor, at::Tensor> rope_cos_sin(const at::Tensor& positions, const at::Tensor& inv_freq,
+                                               at::ScalarType dtype);
+// Rotate-half RoPE on the first cos.size(-1) dims of x: (B, H, T, D); the rest pass through.
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+// Which keys each query may see: causal, right/left padding from a (B, T) 0/1 attention mask,
+// and an optional sliding window (key j visible to query i iff i - window < j <= i).
+// Returns a bool (B, 1, T, T) mask, or an undefined tensor when plain causal attention suffices.
+at::Tensor attention_mask_4d(const at::Tensor& attention_mask, int64_t T, int64_t sliding_window,
+                             const at::TensorOptions& options);
+
+// softmax(q k^T * scale + mask) v with GQA: q (B, H, T, D), k/v (B, Hkv, T, D) -> (B, T, H*D).
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask4d,
+                     double scale);
+
+// transformers' ForCausalLMLoss: position t predicts token t+1, labels -100 ignored, mean over
+// the rest, logits upcast to float32. logits (B, T, V), labels (B, T) int64.
+at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels);
+
+}  // namespace lorakit

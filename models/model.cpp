@@ -1,0 +1,81 @@
+#include "models/model.h"
+
+#include "core/error.h"
+
+namespace lorakit {
+
+#define LORAKIT_ARCHITECTURE(type) std::unique_ptr<CausalLM> create_##type(const JsonReader& config);
+#include "models/architectures.def"
+#undef LORAKIT_ARCHITECTURE
+
+void ParamVisitor::linear(const std::string& name, Linear& linear) {
+  tensor(name + ".weight", linear.weight, {linear.out_features, linear.in_features});
+  if (linear.has_bias) tensor(name + ".bias", linear.bias, {linear.out_features});
+}
+
+int64_t CausalLM::num_parameters() {
+  struct Counter : ParamVisitor {
+    int64_t total = 0;
+    void tensor(const std::string&, at::Tensor&, const std::vector<int64_t>& shape) override {
+      int64_t n = 1;
+      for (int64_t d : shape) n *= d;
+      total += n;
+    }
+  } counter;
+  visit(counter);
+  return counter.total;
+}
+
+const std::vector<Architecture>& architectures() {
+  static const std::vector<Architecture> list = {
+#define LORAKIT_ARCHITECTURE(type) {#type, create_##type},
+#include "models/architectures.def"
+#undef LORAKIT_ARCHITECTURE
+  };
+  return list;
+}
+
+std::vector<std::string> known_model_types() {
+  std::vector<std::string> types;
+  for (const auto& arch : architectures()) types.push_back(arch.model_type);
+  return types;
+}
+
+std::unique_ptr<CausalLM> create_model(const JsonReader& config) {
+  std::string model_type = config.string("model_type");
+  for (const auto& arch : architectures())
+    if (arch.model_type == model_type) return arch.create(config);
+  fail("{}: unsupported model_type '{}'{} (lorakit knows: {})", config.where(), model_type,
+       did_you_mean(model_type, known_model_types()), fmt::join(known_model_types(), ", "));
+}
+
+}  // namespace lorakit
+
+namespace lorakit {
+
+RopeConfig read_rope_config(const JsonReader& config, double default_theta, double default_partial_rotary_factor) {
+  RopeConfig rope;
+  rope.rope_theta = config.number("rope_theta", default_theta);
+  rope.partial_rotary_factor = config.number("partial_rotary_factor", default_partial_rotary_factor);
+  std::string key = config.has("rope_parameters") ? "rope_parameters" : config.has("rope_scaling") ? "rope_scaling" : "";
+  if (key.empty()) return rope;
+  JsonReader params = config.child(key);
+  rope.rope_theta = params.number("rope_theta", rope.rope_theta);
+  rope.partial_rotary_factor = params.number("partial_rotary_factor", rope.partial_rotary_factor);
+  rope.scaling.rope_type = params.string("rope_type", params.string("type", "default"));
+  if (rope.scaling.rope_type == "llama3") {
+    rope.scaling.factor = params.number("factor");
+    rope.scaling.low_freq_factor = params.number("low_freq_factor");
+    rope.scaling.high_freq_factor = params.number("high_freq_factor");
+    rope.scaling.original_max_position_embeddings = params.integer("original_max_position_embeddings");
+  } else if (rope.scaling.rope_type != "default") {
+    params.fail_key("rope_type", "'default' or 'llama3' (the RoPE types lorakit implements)");
+  }
+  return rope;
+}
+
+std::string read_config_dtype(const JsonReader& config) {
+  return config.string("dtype", config.string("torch_dtype", ""));
+}
+
+}  // namespace lorakit

@@ -1,0 +1,80 @@
+// The causal-LM interface every architecture implements, the visitor that lists its tensors by
+// their Hugging Face names, and the registry of architectures keyed by config.json's model_type.
+// Models do no file I/O: checkpoints/ reads config.json and safetensors and fills the tensors.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include "core/json_reader.h"
+#include "models/layers.h"
+
+namespace lorakit {
+
+// Walks a model's parameters in HF order. `shape` is what the architecture expects; `slot` is the
+// tensor to fill (undefined until a checkpoint is loaded). Tied weights are visited once.
+class ParamVisitor {
+ public:
+  virtual ~ParamVisitor() = default;
+  virtual void tensor(const std::string& name, at::Tensor& slot, const std::vector<int64_t>& shape) = 0;
+  // A projection, by module name (e.g. "model.layers.0.self_attn.q_proj"); LoRA matches these.
+  virtual void linear(const std::string& name, Linear& linear);
+};
+
+// Facts `inspect` prints, in HF's words.
+struct ArchSummary {
+  std::string model_type;
+  std::string architecture;  // e.g. "Exaone4ForCausalLM"
+  std::string config_dtype;  // config's dtype / torch_dtype, "" when absent
+  nlohmann::ordered_json facts;  // key -> value in print order: layers, heads, head_dim, ...
+  std::vector<std::string> default_lora_targets;  // PEFT's defaults for this model_type
+};
+
+class CausalLM {
+ public:
+  virtual ~CausalLM() = default;
+
+  virtual ArchSummary summary() const = 0;
+  virtual void visit(ParamVisitor& visitor) = 0;
+  // Checkpoint tensors this architecture knows and drops (legacy buffers, a tied lm_head copy).
+  virtual bool ignores_checkpoint_tensor(const std::string& name) const { return false; }
+
+  // input_ids (B, T) int64 -> embeddings (B, T, C)
+  virtual at::Tensor embed(const at::Tensor& input_ids) const = 0;
+  // embeddings (B, T, C), attention_mask (B, T) 0/1 or undefined -> logits (B, T, V)
+  virtual at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& attention_mask) const = 0;
+  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask) const {
+    return forward_embeds(embed(input_ids), attention_mask);
+  }
+
+  // Exact parameter count from the architecture (tied weights once), without loading anything.
+  int64_t num_parameters();
+};
+
+// RoPE settings from either config shape: transformers 4.x (`rope_theta` + `rope_scaling`, whose
+// type key may be `type`) or 5.x (one `rope_parameters` object).
+struct RopeConfig {
+  double rope_theta = 10000.0;
+  double partial_rotary_factor = 1.0;
+  RopeScaling scaling;
+};
+RopeConfig read_rope_config(const JsonReader& config, double default_theta, double default_partial_rotary_factor);
+// `dtype` (5.x) or `torch_dtype` (4.x), "" when neither is there.
+std::string read_config_dtype(const JsonReader& config);
+
+struct Architecture {
+  std::string model_type;
+  std::function<std::unique_ptr<CausalLM>(const JsonReader& config)> create;
+};
+
+const std::vector<Architecture>& architectures();
+std::vector<std::string> known_model_types();
+// Builds the model a config.json describes; an unknown model_type lists the known ones.
+std::unique_ptr<CausalLM> create_model(const JsonReader& config);
+
+}  // namespace lorakit
