@@ -1,6 +1,7 @@
 #include "models/layers.h"
 
 #include <cmath>
+#include <limits>
 #include <numbers>
 
 #include <ATen/TensorOperators.h>
@@ -20,6 +21,7 @@
 #include <ATen/ops/tril.h>
 #include <ATen/ops/triu.h>
 #include <ATen/ops/where.h>
+#include <ATen/ops/zeros.h>
 
 #include "core/error.h"
 
@@ -108,7 +110,13 @@ at::Tensor attention_mask_4d(const at::Tensor& attention_mask, int64_t T, int64_
     at::Tensor keys = attention_mask.to(options.device()).to(at::kBool).view({attention_mask.size(0), 1, 1, T});
     mask = mask.logical_and(keys);  // (B, 1, T, T)
   }
-  return mask;
+  // Additive, with the dtype's lowest value, as transformers' eager mask: a query that may see no
+  // key at all (a padding row inside a sliding window) then averages all keys instead of giving NaN.
+  double lowest = options.dtype() == at::kBFloat16 ? -3.3895313892515355e38    // torch.finfo(bfloat16).min
+                  : options.dtype() == at::kHalf   ? -65504.0                  // torch.finfo(float16).min
+                  : options.dtype() == at::kDouble ? std::numeric_limits<double>::lowest()
+                                                   : std::numeric_limits<float>::lowest();
+  return at::zeros(mask.sizes(), options).masked_fill(mask.logical_not(), lowest);
 }
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask4d,

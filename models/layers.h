@@ -58,7 +58,8 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
 
 // Which keys each query may see: causal, right/left padding from a (B, T) 0/1 attention mask,
 // and an optional sliding window (key j visible to query i iff i - window < j <= i).
-// Returns a bool (B, 1, T, T) mask, or an undefined tensor when plain causal attention suffices.
+// Returns an additive (B, 1, T, T) mask in options' dtype (0 or the dtype's lowest value), or an
+// undefined tensor when plain causal attention suffices.
 at::Tensor attention_mask_4d(const at::Tensor& attention_mask, int64_t T, int64_t sliding_window,
                              const at::TensorOptions& options);
 
