@@ -52,14 +52,16 @@ void run_forward(const std::string& dir, const std::string& ids_text, const std:
   std::unique_ptr<CausalLM> model = load_hf_model(dir, {parse_dtype(dtype_name), at::kCPU});
   auto t1 = std::chrono::steady_clock::now();
 
+  for (int64_t id : ids)
+    if (id >= model->vocab_size())
+      fail("--ids: token id {} is out of range for this model's vocabulary of {}", id, model->vocab_size());
+
   c10::InferenceMode inference;
   const int64_t T = static_cast<int64_t>(ids.size());
   at::Tensor input = at::from_blob(ids.data(), {1, T}, at::kLong).clone();  // (1, T)
   at::Tensor logits = model->forward(input, at::ones_like(input));  // (1, T, V)
   auto t2 = std::chrono::steady_clock::now();
   const int64_t V = logits.size(-1);
-  for (int64_t id : ids)
-    if (id >= V) fail("--ids: token id {} is out of range for this model's vocabulary of {}", id, V);
 
   fmt::print("loaded {} in {:.2f} s ({}); forward over {} tokens in {:.3f} s\n", dir,
              std::chrono::duration<double>(t1 - t0).count(), dtype_name, T, std::chrono::duration<double>(t2 - t1).count());

@@ -126,6 +126,8 @@ class Exaone4ForCausalLM final : public CausalLM {
     return {"exaone4", "Exaone4ForCausalLM", c.dtype, facts, {"q_proj", "k_proj", "v_proj", "o_proj"}};
   }
 
+  int64_t vocab_size() const override { return cfg_.vocab_size; }
+
   void visit(ParamVisitor& v) override {
     const int64_t C = cfg_.hidden_size, D = cfg_.head_dim;
     v.tensor("model.embed_tokens.weight", embed_tokens_, {cfg_.vocab_size, C});

@@ -103,6 +103,8 @@ class GPTNeoXForCausalLM final : public CausalLM {
     return {"gpt_neox", "GPTNeoXForCausalLM", c.dtype, facts, {"query_key_value"}};
   }
 
+  int64_t vocab_size() const override { return cfg_.vocab_size; }
+
   void visit(ParamVisitor& v) override {
     const int64_t C = cfg_.hidden_size;
     v.tensor("gpt_neox.embed_in.weight", embed_in_, {cfg_.vocab_size, C});

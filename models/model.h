@@ -40,6 +40,7 @@ class CausalLM {
   virtual ~CausalLM() = default;
 
   virtual ArchSummary summary() const = 0;
+  virtual int64_t vocab_size() const = 0;
   virtual void visit(ParamVisitor& visitor) = 0;
   // Checkpoint tensors this architecture knows and drops (legacy buffers, a tied lm_head copy).
   virtual bool ignores_checkpoint_tensor(const std::string& name) const { return false; }
