@@ -11,6 +11,8 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include "tests/test_paths.h"
 #include <nlohmann/json.hpp>
 
 #include "checkpoints/safetensors.h"
@@ -25,8 +27,7 @@ struct Result {
 };
 
 Result run(const std::string& args) {
-  const char* bin = std::getenv("LORAKIT_BIN");
-  EXPECT_NE(bin, nullptr);
+  std::string bin = lorakit::testing::lorakit_bin();
   std::string command = fmt::format("{} {} 2>&1", bin, args);
   FILE* pipe = ::popen(command.c_str(), "r");
   std::string output;
@@ -37,7 +38,7 @@ Result run(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
 
-fs::path parity(const std::string& name) { return fs::path(std::getenv("LORAKIT_PARITY_DIR")) / name; }
+fs::path parity(const std::string& name) { return fs::path(lorakit::testing::parity_dir()) / name; }
 
 fs::path scratch(const std::string& name) {
   fs::path dir = fs::temp_directory_path() / fmt::format("lorakit_test_cli_{}", ::getpid()) / name;
@@ -67,7 +68,7 @@ void expect_failure(const Result& r, std::initializer_list<std::string> pieces) 
 }  // namespace
 
 TEST(Cli, InspectRealExaoneConfigCountsParametersAsTransformers) {
-  fs::path dir = fs::path(std::getenv("LORAKIT_SHARED")) / "models/EXAONE-4.0-1.2B";
+  fs::path dir = fs::path(lorakit::testing::shared_dir()) / "models/EXAONE-4.0-1.2B";
   if (!fs::exists(dir / "config.json")) GTEST_SKIP() << "../shared/models/EXAONE-4.0-1.2B is not here";
   Result text = run("inspect " + dir.string());
   EXPECT_EQ(text.exit_code, 0) << text.output;

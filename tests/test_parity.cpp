@@ -7,6 +7,8 @@
 
 #include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
+
+#include "tests/test_paths.h"
 #include <nlohmann/json.hpp>
 
 #include "checkpoints/hf_model.h"
@@ -28,8 +30,7 @@ constexpr double kGradAtolF32 = 1e-6;
 constexpr double kLogitsAtolBF16 = 2e-2;  // measured: at most 7.8e-3 over the cases
 
 fs::path parity_dir() {
-  const char* dir = std::getenv("LORAKIT_PARITY_DIR");
-  return dir ? fs::path(dir) : fs::path();
+  return fs::path(lorakit::testing::parity_dir());
 }
 
 nlohmann::json manifest() {

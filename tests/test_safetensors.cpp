@@ -6,6 +6,8 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
+
+#include "tests/test_paths.h"
 #include <nlohmann/json.hpp>
 
 #include "checkpoints/safetensors.h"
@@ -81,9 +83,7 @@ TEST(Safetensors, RoundTripsEveryDtypeWithFormatMetadata) {
 }
 
 TEST(Safetensors, ReadsFilesWrittenByPythonSafetensors) {
-  const char* dir = std::getenv("LORAKIT_PARITY_DIR");
-  ASSERT_NE(dir, nullptr);
-  SafetensorsFile file(fs::path(dir) / "gpt_neox_rot1_tied" / "reference.safetensors");
+  SafetensorsFile file(fs::path(lorakit::testing::parity_dir()) / "gpt_neox_rot1_tied" / "reference.safetensors");
   EXPECT_EQ(file.metadata().at("format"), "pt");
   EXPECT_EQ(file.find("input_ids")->dtype, "I64");
   EXPECT_EQ(file.tensor("logits").dim(), 3);

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The main job on an embedded default. Until training lands: make a tiny EXAONE 4.0 model with
+# transformers, inspect it, run a forward pass on it; and inspect the real EXAONE-4.0-1.2B config
+# when ../shared has it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+model=build/demo/tiny-exaone4
+[ -f "$model/model.safetensors" ] || .venv/bin/python scripts/make_tiny_model.py --model-type exaone4 --out "$model"
+echo "== lorakit inspect $model"
+build/lorakit inspect "$model"
+echo
+echo "== lorakit forward $model --ids 1,17,42,99,5"
+build/lorakit forward "$model" --ids 1,17,42,99,5
+real=../shared/models/EXAONE-4.0-1.2B
+if [ -f "$real/config.json" ]; then
+  echo
+  echo "== lorakit inspect $real (config only)"
+  build/lorakit inspect "$real"
+fi

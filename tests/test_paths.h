@@ -1,0 +1,18 @@
+// Where tests find the oracle's output, the lorakit binary and ../shared: compiled-in defaults
+// (tests/CMakeLists.txt), overridable by environment variables of the same names.
+#pragma once
+
+#include <cstdlib>
+#include <string>
+
+namespace lorakit::testing {
+
+inline std::string path_from_env(const char* name, const char* fallback) {
+  const char* value = std::getenv(name);
+  return value && *value ? value : fallback;
+}
+inline std::string parity_dir() { return path_from_env("LORAKIT_PARITY_DIR", LORAKIT_PARITY_DIR_DEFAULT); }
+inline std::string lorakit_bin() { return path_from_env("LORAKIT_BIN", LORAKIT_BIN_DEFAULT); }
+inline std::string shared_dir() { return path_from_env("LORAKIT_SHARED", LORAKIT_SHARED_DEFAULT); }
+
+}  // namespace lorakit::testing
