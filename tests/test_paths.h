@@ -13,6 +13,7 @@ inline std::string path_from_env(const char* name, const char* fallback) {
 }
 inline std::string parity_dir() { return path_from_env("LORAKIT_PARITY_DIR", LORAKIT_PARITY_DIR_DEFAULT); }
 inline std::string lorakit_bin() { return path_from_env("LORAKIT_BIN", LORAKIT_BIN_DEFAULT); }
+inline std::string venv_python() { return path_from_env("LORAKIT_PYTHON", LORAKIT_PYTHON_DEFAULT); }
 inline std::string shared_dir() { return path_from_env("LORAKIT_SHARED", LORAKIT_SHARED_DEFAULT); }
 
 }  // namespace lorakit::testing

@@ -82,6 +82,27 @@ TEST(Safetensors, RoundTripsEveryDtypeWithFormatMetadata) {
   EXPECT_FALSE(fs::exists(path.string() + fmt::format(".tmp.{}", ::getpid()))) << "temporary file left behind";
 }
 
+TEST(Safetensors, PythonSafetensorsReadsWhatWeWrite) {
+  at::Tensor w = at::randn({5, 3}).to(at::kBFloat16), b = at::arange(7, at::kLong);
+  fs::path path = temp_dir() / "for_python.safetensors";
+  lorakit::save_safetensors(path, {{"layer.weight", w}, {"layer.bias", b}});
+  // The reference reader (and the metadata check transformers applies) must accept the file and
+  // see the same values; it prints them as text for comparison here.
+  std::string command = fmt::format(
+      "{} -c \"import sys; from safetensors import safe_open; f = safe_open(sys.argv[1], 'pt'); "
+      "assert f.metadata() == {{'format': 'pt'}}, f.metadata(); w = f.get_tensor('layer.weight'); "
+      "print(str(w.dtype), list(w.shape), repr(w.float().sum().item()), f.get_tensor('layer.bias').tolist())\" {} 2>&1",
+      lorakit::testing::venv_python(), path.string());
+  FILE* pipe = ::popen(command.c_str(), "r");
+  char buffer[4096] = {0};
+  std::string output;
+  while (std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
+  EXPECT_EQ(::pclose(pipe), 0) << output;
+  std::string expected = fmt::format("torch.bfloat16 [5, 3] {} [0, 1, 2, 3, 4, 5, 6]\n",
+                                     fmt::format("{}", w.to(at::kFloat).sum().item<double>()));
+  EXPECT_EQ(output, expected);
+}
+
 TEST(Safetensors, ReadsFilesWrittenByPythonSafetensors) {
   SafetensorsFile file(fs::path(lorakit::testing::parity_dir()) / "gpt_neox_rot1_tied" / "reference.safetensors");
   EXPECT_EQ(file.metadata().at("format"), "pt");
