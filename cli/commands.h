@@ -7,5 +7,7 @@ namespace lorakit::cli {
 
 void add_inspect(CLI::App& app);
 void add_forward(CLI::App& app);
+void add_tokenize(CLI::App& app);
+void add_detokenize(CLI::App& app);
 
 }  // namespace lorakit::cli

@@ -11,32 +11,13 @@
 #include <fmt/format.h>
 
 #include "checkpoints/hf_model.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "core/error.h"
 
 namespace lorakit::cli {
 
 namespace {
-
-std::vector<int64_t> parse_ids(const std::string& text) {
-  std::vector<int64_t> ids;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t comma = text.find(',', start);
-    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    try {
-      size_t used = 0;
-      long long id = std::stoll(item, &used);
-      if (used != item.size() || id < 0) throw std::invalid_argument(item);
-      ids.push_back(id);
-    } catch (const std::exception&) {
-      fail("--ids: '{}' is not a token id (expected non-negative integers separated by commas, e.g. 1,2,3)", item);
-    }
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return ids;
-}
 
 at::ScalarType parse_dtype(const std::string& name) {
   if (name == "fp32") return at::kFloat;

@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("lorakit 0.1.0"));
   lorakit::cli::add_inspect(app);
   lorakit::cli::add_forward(app);
+  lorakit::cli::add_tokenize(app);
+  lorakit::cli::add_detokenize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,271 @@
+// load_tokenizer: which files a model directory has, and how each format becomes TokenizerParts.
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/json_reader.h"
+#include "tokenizers/models.h"
+#include "tokenizers/pipeline.h"
+
+namespace lorakit::tokenizers {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+class BpeModel : public Model {
+ public:
+  BpeModel(StringMap<int32_t> vocab, const std::vector<std::pair<std::string, std::string>>& merges,
+           BpeOptions options, const std::string& where)
+      : bpe_(std::move(vocab), merges, std::move(options), where) {
+    for (const auto& [token, id] : bpe_.vocab()) {
+      if (id < 0) continue;
+      if (static_cast<size_t>(id) >= tokens_.size()) tokens_.resize(static_cast<size_t>(id) + 1);
+      tokens_[static_cast<size_t>(id)] = token;
+    }
+  }
+  void encode(std::string_view piece, bool, std::vector<int32_t>& ids) const override { bpe_.encode(piece, ids); }
+  int64_t size() const override { return static_cast<int64_t>(tokens_.size()); }
+  std::optional<int32_t> token_to_id(std::string_view token) const override {
+    const auto it = bpe_.vocab().find(token);
+    return it == bpe_.vocab().end() ? std::nullopt : std::optional<int32_t>(it->second);
+  }
+  std::string id_to_token(int32_t id) const override {
+    return id >= 0 && static_cast<size_t>(id) < tokens_.size() ? tokens_[static_cast<size_t>(id)] : "";
+  }
+
+ private:
+  Bpe bpe_;
+  std::vector<std::string> tokens_;
+};
+
+std::vector<std::pair<std::string, std::string>> merges_from_json(const json& merges, const std::string& where) {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(merges.size());
+  for (size_t i = 0; i < merges.size(); ++i) {
+    const json& m = merges[i];
+    if (m.is_array() && m.size() == 2) {
+      out.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+    } else if (m.is_string()) {
+      const std::string s = m.get<std::string>();
+      const size_t space = s.find(' ');
+      if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos)
+        fail("{}: merges[{}] = \"{}\": expected two tokens separated by one space", where, i, s);
+      out.emplace_back(s.substr(0, space), s.substr(space + 1));
+    } else {
+      fail("{}: merges[{}]: expected \"a b\" or [\"a\", \"b\"], found {}", where, i, m.dump());
+    }
+  }
+  return out;
+}
+
+std::string optional_string(const json& spec, const char* key) {
+  return spec.contains(key) && spec[key].is_string() ? spec[key].get<std::string>() : "";
+}
+
+// bos_token etc. in tokenizer_config.json: a string or an AddedToken object.
+std::string special_token_name(const json& config, const char* key) {
+  if (!config.contains(key)) return "";
+  const json& value = config[key];
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_object() && value.contains("content")) return value["content"].get<std::string>();
+  return "";
+}
+
+AddedToken added_token_from_json(const json& t, int32_t id) {
+  AddedToken token;
+  token.id = id;
+  token.content = t.at("content").get<std::string>();
+  token.single_word = t.value("single_word", false);
+  token.lstrip = t.value("lstrip", false);
+  token.rstrip = t.value("rstrip", false);
+  token.normalized = t.value("normalized", !t.value("special", false));
+  token.special = t.value("special", false);
+  return token;
+}
+
+json read_json_if_exists(const fs::path& path) {
+  return fs::exists(path) ? JsonReader::parse_file(path.string()) : json::object();
+}
+
+// tokenizer_config.json merged over special_tokens_map.json, as transformers reads them.
+json read_tokenizer_config(const fs::path& dir) {
+  json config = read_json_if_exists(dir / "special_tokens_map.json");
+  const json tc = read_json_if_exists(dir / "tokenizer_config.json");
+  for (const auto& [key, value] : tc.items()) config[key] = value;
+  return config;
+}
+
+void add_config_tokens(const json& config, std::vector<AddedToken>& added) {
+  if (!config.contains("added_tokens_decoder")) return;
+  for (const auto& [id, t] : config["added_tokens_decoder"].items()) {
+    const int32_t token_id = std::stoi(id);
+    const bool known = std::any_of(added.begin(), added.end(), [&](const AddedToken& a) { return a.id == token_id; });
+    if (!known) added.push_back(added_token_from_json(t, token_id));
+  }
+}
+
+void finish(TokenizerParts& parts, const json& config, const fs::path& dir) {
+  const auto lookup = [&](const char* key) -> std::optional<int32_t> {
+    const std::string name = special_token_name(config, key);
+    if (name.empty()) return std::nullopt;
+    for (const AddedToken& t : parts.added_tokens)
+      if (t.content == name) return t.id;
+    return parts.model->token_to_id(name);
+  };
+  parts.special = {lookup("bos_token"), lookup("eos_token"), lookup("pad_token"), lookup("unk_token")};
+  parts.clean_up_tokenization_spaces = config.value("clean_up_tokenization_spaces", false);
+  if (config.contains("chat_template") && config["chat_template"].is_string()) {
+    parts.chat_template = config["chat_template"].get<std::string>();
+  } else if (fs::exists(dir / "chat_template.jinja")) {
+    std::ifstream in(dir / "chat_template.jinja", std::ios::binary);
+    parts.chat_template.assign(std::istreambuf_iterator<char>(in), {});
+  }
+}
+
+// A TemplateProcessing-equivalent for add_bos_token / add_eos_token.
+json bos_eos_template(const json& config, bool default_bos, const std::vector<AddedToken>& added, const Model& model) {
+  json single = json::array();
+  json specials = json::object();
+  const auto part = [&](const char* key) {
+    const std::string name = special_token_name(config, key);
+    std::optional<int32_t> id;
+    for (const AddedToken& t : added)
+      if (t.content == name) id = t.id;
+    if (!id) id = model.token_to_id(name);
+    if (name.empty() || !id) return;
+    single.push_back({{"SpecialToken", {{"id", name}, {"type_id", 0}}}});
+    specials[name] = {{"id", name}, {"ids", {*id}}, {"tokens", {name}}};
+  };
+  if (config.value("add_bos_token", default_bos)) part("bos_token");
+  single.push_back({{"Sequence", {{"id", "A"}, {"type_id", 0}}}});
+  if (config.value("add_eos_token", false)) part("eos_token");
+  return {{"type", "TemplateProcessing"}, {"single", single}, {"special_tokens", specials}};
+}
+
+Tokenizer from_tokenizer_json(const fs::path& dir) {
+  const std::string where = (dir / "tokenizer.json").string();
+  const json spec = JsonReader::parse_file(where);
+  if (!spec.contains("model")) fail("{}: no \"model\" object; is this a Hugging Face tokenizer.json?", where);
+  TokenizerParts parts;
+  parts.source = where;
+  parts.model = make_bpe_model(spec["model"], where + ": model");
+  if (spec.contains("added_tokens"))
+    for (const json& t : spec["added_tokens"]) parts.added_tokens.push_back(added_token_from_json(t, t.at("id").get<int32_t>()));
+  const json config = read_tokenizer_config(dir);
+  add_config_tokens(config, parts.added_tokens);
+  parts.normalizer = make_normalizer(spec.value("normalizer", json()), where + ": normalizer");
+  parts.pre_tokenizer = make_pre_tokenizer(spec.value("pre_tokenizer", json()), where + ": pre_tokenizer");
+  parts.post_processor = make_post_processor(spec.value("post_processor", json()), where + ": post_processor");
+  parts.decoder = make_decoder(spec.value("decoder", json()), where + ": decoder");
+  finish(parts, config, dir);
+  return Tokenizer(std::move(parts));
+}
+
+// vocab.json + merges.txt (GPT2Tokenizer), as transformers 5 converts them: byte-level BPE, the
+// GPT-2 regex, add_prefix_space from tokenizer_config.json, added tokens from added_tokens_decoder.
+Tokenizer from_gpt2_files(const fs::path& dir) {
+  const std::string vocab_path = (dir / "vocab.json").string(), merges_path = (dir / "merges.txt").string();
+  const json vocab_json = JsonReader::parse_file(vocab_path);
+  if (!vocab_json.is_object()) fail("{}: expected an object of token -> id", vocab_path);
+  StringMap<int32_t> vocab;
+  vocab.reserve(vocab_json.size());
+  for (const auto& [token, id] : vocab_json.items()) {
+    if (!id.is_number_integer()) fail("{}: token \"{}\": expected an integer id, found {}", vocab_path, token, id.dump());
+    vocab.emplace(token, id.get<int32_t>());
+  }
+  std::ifstream in(merges_path, std::ios::binary);
+  if (!in) fail("{}: cannot open", merges_path);
+  std::vector<std::pair<std::string, std::string>> merges;
+  std::string line;
+  for (size_t number = 1; std::getline(in, line); ++number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || (number == 1 && line.starts_with("#version"))) continue;
+    const size_t space = line.find(' ');
+    if (space == std::string::npos || space == 0 || line.find(' ', space + 1) != std::string::npos)
+      fail("{}:{}: expected two tokens separated by one space, found \"{}\"", merges_path, number, line);
+    merges.emplace_back(line.substr(0, space), line.substr(space + 1));
+  }
+  const json config = read_tokenizer_config(dir);
+  TokenizerParts parts;
+  parts.source = vocab_path + " + merges.txt";
+  parts.model = make_bpe_model(std::move(vocab), merges, BpeOptions{}, merges_path);
+  add_config_tokens(config, parts.added_tokens);
+  const bool prefix = config.value("add_prefix_space", false);
+  parts.pre_tokenizer = make_pre_tokenizer(
+      {{"type", "ByteLevel"}, {"add_prefix_space", prefix}, {"trim_offsets", true}, {"use_regex", true}}, "GPT-2 files");
+  parts.post_processor = make_post_processor(bos_eos_template(config, false, parts.added_tokens, *parts.model), "GPT-2 files");
+  parts.decoder = make_decoder({{"type", "ByteLevel"}}, "GPT-2 files");
+  finish(parts, config, dir);
+  return Tokenizer(std::move(parts));
+}
+
+// tokenizer.model: the Llama conversion of transformers (added tokens from the config or the
+// <unk>/<s>/</s> control pieces, BOS by default, the Metaspace-style decoder chain).
+Tokenizer from_sentencepiece(const fs::path& dir) {
+  const std::string path = (dir / "tokenizer.model").string();
+  json config = read_tokenizer_config(dir);
+  TokenizerParts parts;
+  parts.source = path;
+  parts.model = make_sentencepiece_model(path);
+  add_config_tokens(config, parts.added_tokens);
+  for (const char* key : {"unk_token", "bos_token", "eos_token"}) {
+    const std::string name = special_token_name(config, key);
+    const auto id = name.empty() ? std::nullopt : parts.model->token_to_id(name);
+    const bool known = std::any_of(parts.added_tokens.begin(), parts.added_tokens.end(),
+                                   [&](const AddedToken& a) { return a.content == name; });
+    if (id && !known) parts.added_tokens.push_back({*id, name, false, false, false, false, true});
+  }
+  parts.post_processor = make_post_processor(bos_eos_template(config, true, parts.added_tokens, *parts.model), path);
+  parts.decoder = make_decoder(json::parse(R"({"type": "Sequence", "decoders": [
+      {"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"},
+      {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]})"), path);
+  finish(parts, config, dir);
+  return Tokenizer(std::move(parts));
+}
+
+}  // namespace
+
+std::unique_ptr<Model> make_bpe_model(StringMap<int32_t> vocab,
+                                      const std::vector<std::pair<std::string, std::string>>& merges,
+                                      BpeOptions options, const std::string& where) {
+  return std::make_unique<BpeModel>(std::move(vocab), merges, std::move(options), where);
+}
+
+std::unique_ptr<Model> make_bpe_model(const json& spec, const std::string& where) {
+  const std::string type = spec.value("type", "BPE");
+  if (type != "BPE")
+    fail("{}: model type '{}' is not supported yet (lorakit reads BPE tokenizer.json files; "
+         "WordPiece/Unigram/WordLevel are not implemented)", where, type);
+  if (spec.contains("dropout") && spec["dropout"].is_number() && spec["dropout"].get<double>() > 0)
+    fail("{}: BPE dropout {} makes tokenization random; lorakit needs dropout null or 0", where,
+         spec["dropout"].get<double>());
+  StringMap<int32_t> vocab;
+  const json& v = spec.at("vocab");
+  vocab.reserve(v.size());
+  for (const auto& [token, id] : v.items()) vocab.emplace(token, id.get<int32_t>());
+  BpeOptions options;
+  if (spec.contains("unk_token") && spec["unk_token"].is_string()) options.unk_token = spec["unk_token"].get<std::string>();
+  options.continuing_subword_prefix = optional_string(spec, "continuing_subword_prefix");
+  options.end_of_word_suffix = optional_string(spec, "end_of_word_suffix");
+  options.fuse_unk = spec.value("fuse_unk", false);
+  options.byte_fallback = spec.value("byte_fallback", false);
+  options.ignore_merges = spec.value("ignore_merges", false);
+  return make_bpe_model(std::move(vocab), merges_from_json(spec.at("merges"), where), std::move(options), where);
+}
+
+Tokenizer load_tokenizer(const std::string& model_dir) {
+  const fs::path dir(model_dir);
+  if (!fs::is_directory(dir)) fail("{}: not a directory; hint: pass a Hugging Face model directory", model_dir);
+  if (fs::exists(dir / "tokenizer.json")) return from_tokenizer_json(dir);
+  if (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt")) return from_gpt2_files(dir);
+  if (fs::exists(dir / "tokenizer.model")) return from_sentencepiece(dir);
+  std::string files;
+  for (const auto& entry : fs::directory_iterator(dir)) files += (files.empty() ? "" : ", ") + entry.path().filename().string();
+  fail("{}: no tokenizer files (expected tokenizer.json, vocab.json + merges.txt, or tokenizer.model); "
+       "found: {}", model_dir, files.empty() ? "nothing" : files);
+}
+
+}  // namespace lorakit::tokenizers

@@ -1,0 +1,148 @@
+// SentencePiece tokenizer.model through libsentencepiece, read the way transformers' Llama
+// conversion reads it: HF applies no SentencePiece normalizer and prepends the "▁" dummy prefix
+// only to the piece at the start of the input (Metaspace prepend_scheme "first"). To get that from
+// libsentencepiece, the model's NormalizerSpec is rewritten before loading: identity rules, no
+// dummy prefix, no whitespace collapsing; the prefix is then added here.
+#include <fstream>
+
+#include <sentencepiece_processor.h>
+
+#include "core/error.h"
+#include "tokenizers/models.h"
+
+namespace lorakit::tokenizers {
+namespace {
+
+// --- just enough protobuf wire format to rewrite one submessage -----------------------------
+
+struct Wire {
+  std::string_view data;
+  size_t pos = 0;
+  bool done() const { return pos >= data.size(); }
+  uint64_t varint(const std::string& where) {
+    uint64_t value = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos >= data.size()) fail("{}: truncated protobuf varint", where);
+      const auto byte = static_cast<unsigned char>(data[pos++]);
+      value |= static_cast<uint64_t>(byte & 0x7F) << shift;
+      if (!(byte & 0x80)) return value;
+    }
+    fail("{}: malformed protobuf varint", where);
+  }
+  // Skips the value of a field with `wire_type`; returns the bytes it spanned.
+  std::string_view value(int wire_type, const std::string& where) {
+    const size_t start = pos;
+    switch (wire_type) {
+      case 0: varint(where); break;
+      case 1: pos += 8; break;
+      case 2: { const uint64_t n = varint(where); pos += n; break; }
+      case 5: pos += 4; break;
+      default: fail("{}: unsupported protobuf wire type {}", where, wire_type);
+    }
+    if (pos > data.size()) fail("{}: truncated protobuf field", where);
+    return data.substr(start, pos - start);
+  }
+};
+
+void put_varint(std::string& out, uint64_t value) {
+  while (value >= 0x80) {
+    out.push_back(static_cast<char>((value & 0x7F) | 0x80));
+    value >>= 7;
+  }
+  out.push_back(static_cast<char>(value));
+}
+
+// NormalizerSpec fields: 1 name, 2 precompiled_charsmap, 3 add_dummy_prefix, 4 remove_extra_whitespaces.
+std::string hf_normalizer_spec(std::string_view spec, const std::string& where) {
+  std::string out;
+  Wire wire{spec};
+  while (!wire.done()) {
+    const size_t start = wire.pos;
+    const uint64_t tag = wire.varint(where);
+    const int field = static_cast<int>(tag >> 3);
+    wire.value(static_cast<int>(tag & 7), where);
+    if (field >= 1 && field <= 4) continue;
+    out.append(spec.substr(start, wire.pos - start));
+  }
+  put_varint(out, (1 << 3) | 2);
+  put_varint(out, 8);
+  out += "identity";
+  put_varint(out, (3 << 3) | 0);
+  put_varint(out, 0);
+  put_varint(out, (4 << 3) | 0);
+  put_varint(out, 0);
+  return out;
+}
+
+// ModelProto field 3 is normalizer_spec.
+std::string hf_model_proto(std::string_view proto, const std::string& where) {
+  std::string out;
+  Wire wire{proto};
+  bool found = false;
+  while (!wire.done()) {
+    const size_t start = wire.pos;
+    const uint64_t tag = wire.varint(where);
+    const int wire_type = static_cast<int>(tag & 7);
+    const std::string_view value = wire.value(wire_type, where);
+    if ((tag >> 3) == 3 && wire_type == 2) {
+      Wire length{value};
+      const uint64_t n = length.varint(where);
+      const std::string spec = hf_normalizer_spec(value.substr(length.pos, n), where);
+      put_varint(out, tag);
+      put_varint(out, spec.size());
+      out += spec;
+      found = true;
+    } else {
+      out.append(proto.substr(start, wire.pos - start));
+    }
+  }
+  if (!found) {
+    const std::string spec = hf_normalizer_spec({}, where);
+    put_varint(out, (3 << 3) | 2);
+    put_varint(out, spec.size());
+    out += spec;
+  }
+  return out;
+}
+
+class SentencePieceModel : public Model {
+ public:
+  explicit SentencePieceModel(const std::string& path) : path_(path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("{}: cannot open", path);
+    const std::string proto((std::istreambuf_iterator<char>(in)), {});
+    const auto status = processor_.LoadFromSerializedProto(hf_model_proto(proto, path));
+    if (!status.ok())
+      fail("{}: not a SentencePiece model ({}); hint: the file may be a Git LFS pointer or truncated",
+           path, status.ToString());
+  }
+  void encode(std::string_view piece, bool at_start, std::vector<int32_t>& ids) const override {
+    std::string text = at_start && !piece.starts_with(' ') ? " " + std::string(piece) : std::string(piece);
+    std::vector<int> out;
+    const auto status = processor_.Encode(text, &out);
+    if (!status.ok()) fail("{}: SentencePiece could not encode a piece: {}", path_, status.ToString());
+    ids.insert(ids.end(), out.begin(), out.end());
+  }
+  int64_t size() const override { return processor_.GetPieceSize(); }
+  std::optional<int32_t> token_to_id(std::string_view token) const override {
+    const int id = processor_.PieceToId(std::string(token));
+    // PieceToId answers unk for unknown pieces; only the unk piece itself maps to unk.
+    if (id == processor_.unk_id() && processor_.IdToPiece(id) != token) return std::nullopt;
+    return id;
+  }
+  std::string id_to_token(int32_t id) const override {
+    return id >= 0 && id < processor_.GetPieceSize() ? processor_.IdToPiece(id) : "";
+  }
+
+ private:
+  std::string path_;
+  sentencepiece::SentencePieceProcessor processor_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> make_sentencepiece_model(const std::string& path) {
+  return std::make_unique<SentencePieceModel>(path);
+}
+
+}  // namespace lorakit::tokenizers
