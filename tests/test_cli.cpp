@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "tests/cli_runner.h"
 #include "tests/test_paths.h"
 #include <nlohmann/json.hpp>
 
@@ -21,22 +22,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-Result run(const std::string& args) {
-  std::string bin = lorakit::testing::lorakit_bin();
-  std::string command = fmt::format("{} {} 2>&1", bin, args);
-  FILE* pipe = ::popen(command.c_str(), "r");
-  std::string output;
-  char buffer[4096];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
-  int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
+using lorakit::testing::expect_failure;
+using lorakit::testing::Result;
+using lorakit::testing::run;
 
 fs::path parity(const std::string& name) { return fs::path(lorakit::testing::parity_dir()) / name; }
 
@@ -54,16 +42,6 @@ fs::path copy_model(const std::string& from, const std::string& name) {
 }
 
 void write(const fs::path& path, const std::string& text) { std::ofstream(path) << text; }
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE((haystack).find(needle), std::string::npos) << "expected '" << (needle) << "' in:\n" << (haystack)
-
-void expect_failure(const Result& r, std::initializer_list<std::string> pieces) {
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_CONTAINS(r.output, "error: ");
-  for (const auto& piece : pieces) EXPECT_CONTAINS(r.output, piece);
-  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << "expected one line:\n" << r.output;
-}
 
 }  // namespace
 
@@ -111,7 +89,7 @@ TEST(Cli, InspectChecksWeightsFromHeaders) {
 }
 
 TEST(Cli, HelpOnEverySubcommand) {
-  for (const char* sub : {"", "inspect ", "forward "}) {
+  for (const char* sub : {"", "inspect ", "forward ", "tokenize ", "detokenize "}) {
     Result r = run(std::string(sub) + "--help");
     EXPECT_EQ(r.exit_code, 0) << sub << r.output;
     EXPECT_CONTAINS(r.output, "Usage");

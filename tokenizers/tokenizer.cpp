@@ -37,6 +37,9 @@ Tokenizer::Tokenizer(TokenizerParts parts)
   for (const AddedToken& token : parts_.added_tokens) {
     vocab_size_ = std::max<int64_t>(vocab_size_, token.id + 1);
     if (token.special) special_ids_.push_back(token.id);
+    std::string text = token.content;
+    if (token.normalized && parts_.normalizer) parts_.normalizer->apply(text);
+    added_text_.emplace(token.id, std::move(text));
   }
   std::sort(special_ids_.begin(), special_ids_.end());
 }
@@ -104,8 +107,7 @@ std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
 }
 
 std::string Tokenizer::id_to_token(int32_t id) const {
-  for (const AddedToken& added : parts_.added_tokens)
-    if (added.id == id) return added.content;
+  if (const auto it = added_text_.find(id); it != added_text_.end()) return it->second;
   return parts_.model->id_to_token(id);
 }
 

@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "tokenizers/added_vocabulary.h"
@@ -79,6 +80,8 @@ class Tokenizer {
   TokenizerParts parts_;
   AddedVocabulary added_;
   std::vector<int32_t> special_ids_;  // sorted
+  // Added tokens by id, as decode shows them: `normalized` ones in their normalized form (HF 0.23).
+  std::unordered_map<int32_t, std::string> added_text_;
   int64_t vocab_size_ = 0;
 };
 

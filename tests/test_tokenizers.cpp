@@ -1,0 +1,296 @@
+// Tokenizers against transformers' AutoTokenizer: every text of the oracle's corpus
+// (scripts/tokenizer_oracle.py) must give the same ids, with and without special tokens, and the
+// same decoded text, for tokenizers trained by the oracle and for the real polyglot-ko and EXAONE
+// files in ../shared (skipped when absent). Plus EXAONE chat rendering, prompt templates, the
+// tokenize/detokenize commands and the errors bad input gets.
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "tests/cli_runner.h"
+#include "tests/test_paths.h"
+#include "tokenizers/chat_template.h"
+#include "tokenizers/prompt_template.h"
+#include "tokenizers/tokenizer.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using nlohmann::ordered_json;
+using namespace lorakit::tokenizers;
+using lorakit::testing::expect_failure;
+using lorakit::testing::run;
+
+namespace {
+
+fs::path oracle_dir() { return fs::path(lorakit::testing::parity_dir()).parent_path() / "tokenizers"; }
+
+const ordered_json& manifest() {
+  static const ordered_json m = [] {
+    std::ifstream in(oracle_dir() / "manifest.json");
+    if (!in) return ordered_json();
+    return ordered_json::parse(in);
+  }();
+  return m;
+}
+
+const ordered_json* find_case(const std::string& name) {
+  if (manifest().is_null()) return nullptr;
+  for (const auto& c : manifest()["cases"])
+    if (c["name"] == name) return &c;
+  return nullptr;
+}
+
+std::string excerpt(const std::string& text) {
+  std::string e = json(text.substr(0, 80)).dump(-1, ' ', false, json::error_handler_t::replace);
+  return text.size() > 80 ? e + "..." : e;
+}
+
+std::string ids_string(const std::vector<int32_t>& ids) {
+  std::string out;
+  for (size_t i = 0; i < ids.size() && i < 24; ++i) out += (i ? "," : "") + std::to_string(ids[i]);
+  return ids.size() > 24 ? out + ",..." : out;
+}
+
+// Compares one oracle case text by text; reports the first few differences in full.
+void check_case(const std::string& name) {
+  const ordered_json* c = find_case(name);
+  if (!c) {
+    if (manifest().is_null()) FAIL() << "no oracle output at " << oracle_dir() << " (ctest runs tokenizer_oracle first)";
+    GTEST_SKIP() << name << " is not in the oracle's output (../shared absent?)";
+  }
+  const Tokenizer tokenizer = load_tokenizer((*c)["dir"].get<std::string>());
+  const auto& corpus = manifest()["corpus"];
+  size_t checked = 0, differing = 0;
+  for (size_t k = 0; k < (*c)["texts"].size(); ++k) {
+    const std::string text = corpus[(*c)["texts"][k].get<size_t>()].get<std::string>();
+    const auto want = (*c)["ids"][k].get<std::vector<int32_t>>();
+    const auto want_plain = (*c)["ids_plain"][k].is_null() ? want : (*c)["ids_plain"][k].get<std::vector<int32_t>>();
+    const std::string want_decoded = (*c)["decoded"][k].is_null() ? text : (*c)["decoded"][k].get<std::string>();
+    const std::string want_skip = (*c)["decoded_skip"][k].is_null() ? text : (*c)["decoded_skip"][k].get<std::string>();
+    const auto got = tokenizer.encode(text, true);
+    const auto got_plain = tokenizer.encode(text, false);
+    const std::string decoded = tokenizer.decode(want), decoded_skip = tokenizer.decode(want, true);
+    ++checked;
+    if (got == want && got_plain == want_plain && decoded == want_decoded && decoded_skip == want_skip) continue;
+    if (++differing > 5) continue;
+    ADD_FAILURE() << name << " text " << k << " " << excerpt(text) << "\n"
+                  << "  ids        HF " << ids_string(want) << "\n             lk " << ids_string(got) << "\n"
+                  << "  ids plain  HF " << ids_string(want_plain) << "\n             lk " << ids_string(got_plain) << "\n"
+                  << "  decoded    HF " << excerpt(want_decoded) << "\n             lk " << excerpt(decoded) << "\n"
+                  << "  skip       HF " << excerpt(want_skip) << "\n             lk " << excerpt(decoded_skip);
+  }
+  EXPECT_EQ(differing, 0u) << name << ": " << differing << " of " << checked << " texts differ from transformers";
+  EXPECT_EQ(tokenizer.vocab_size(), (*c)["vocab_size"].get<int64_t>()) << name;
+  if (!(*c)["eos_token_id"].is_null()) EXPECT_EQ(tokenizer.special().eos, (*c)["eos_token_id"].get<int32_t>()) << name;
+  if (!(*c)["bos_token_id"].is_null()) EXPECT_EQ(tokenizer.special().bos, (*c)["bos_token_id"].get<int32_t>()) << name;
+  std::printf("%s: %zu texts, %zu identical to transformers\n", name.c_str(), checked, checked - differing);
+}
+
+}  // namespace
+
+// The project's own tokenizers (trained by the oracle script), one per pipeline feature.
+TEST(TokenizerParity, ByteLevelNfkcBosEos) { check_case("bytelevel-nfkc-bos-eos"); }
+TEST(TokenizerParity, ByteLevelPrefixSpace) { check_case("bytelevel-prefix-space"); }
+TEST(TokenizerParity, ByteLevelNoRegexNfcLowercase) { check_case("bytelevel-no-regex-nfc-lower"); }
+TEST(TokenizerParity, SplitRemovedLikePolyglot) { check_case("split-removed-like-polyglot"); }
+TEST(TokenizerParity, SplitLlama3RegexIgnoreMerges) { check_case("split-llama3-ignore-merges"); }
+TEST(TokenizerParity, SplitMergedWithPrevious) { check_case("split-mergedwithprevious"); }
+TEST(TokenizerParity, SplitMergedWithNext) { check_case("split-mergedwithnext"); }
+TEST(TokenizerParity, SplitContiguousInverted) { check_case("split-contiguous"); }
+TEST(TokenizerParity, SplitIsolated) { check_case("split-isolated"); }
+TEST(TokenizerParity, NormalizerStripReplacePrepend) { check_case("normalizer-strip-replace-prepend"); }
+TEST(TokenizerParity, Gpt2SlowFiles) { check_case("gpt2-files"); }
+TEST(TokenizerParity, Gpt2SlowFilesPrefixSpaceBos) { check_case("gpt2-files-prefix-bos"); }
+TEST(TokenizerParity, SentencePieceModel) { check_case("sentencepiece-bpe"); }
+TEST(TokenizerParity, SentencePieceConvertedToTokenizerJson) { check_case("sentencepiece-as-tokenizer-json"); }
+// The real files (../shared/models), over the whole corpus.
+TEST(TokenizerParity, RealPolyglotKo) { check_case("polyglot-ko-1.3b"); }
+TEST(TokenizerParity, RealExaone4) { check_case("EXAONE-4.0-1.2B"); }
+
+// Decoding gives back the text for the real tokenizers (polyglot deletes U+0CF1 by design).
+TEST(TokenizerRoundTrip, RealTokenizersDecodeToTheInput) {
+  size_t tested = 0;
+  for (const char* name : {"polyglot-ko-1.3b", "EXAONE-4.0-1.2B"}) {
+    const ordered_json* c = find_case(name);
+    if (!c) continue;
+    const Tokenizer tokenizer = load_tokenizer((*c)["dir"].get<std::string>());
+    size_t bad = 0;
+    for (const auto& text_json : manifest()["corpus"]) {
+      const std::string text = text_json.get<std::string>();
+      if (std::string(name) == "polyglot-ko-1.3b" && text.find("\xE0\xB3\xB1") != std::string::npos) continue;
+      if (tokenizer.decode(tokenizer.encode(text, false)) != text && ++bad <= 3)
+        ADD_FAILURE() << name << ": decode(encode(x)) != x for " << excerpt(text);
+      ++tested;
+    }
+    EXPECT_EQ(bad, 0u) << name;
+  }
+  if (!tested) GTEST_SKIP() << "../shared/models absent";
+}
+
+TEST(ChatTemplate, Exaone4MatchesApplyChatTemplate) {
+  if (manifest().is_null() || manifest()["chat"].empty()) GTEST_SKIP() << "EXAONE-4.0-1.2B (../shared) absent";
+  const Tokenizer tokenizer = load_tokenizer(find_case("EXAONE-4.0-1.2B")->at("dir").get<std::string>());
+  ASSERT_EQ(detect_chat_format(tokenizer.chat_template()), ChatFormat::Exaone4);
+  size_t n = 0;
+  for (const auto& c : manifest()["chat"]) {
+    ChatOptions options;
+    options.add_generation_prompt = c.value("add_generation_prompt", false);
+    options.enable_thinking = c.value("enable_thinking", false);
+    options.skip_think = c.value("skip_think", true);
+    if (c.contains("tools")) options.tools = c["tools"];
+    const auto segments = render_chat(ChatFormat::Exaone4, c["messages"], options);
+    std::string text;
+    for (const auto& s : segments) text += s.text;
+    EXPECT_EQ(text, c["text"].get<std::string>()) << "conversation " << n;
+    EXPECT_EQ(tokenizer.encode(text, false), c["ids"].get<std::vector<int32_t>>()) << "conversation " << n;
+    // Every assistant content appears inside a trainable segment.
+    for (const auto& m : c["messages"]) {
+      if (m["role"] != "assistant" || !m["content"].is_string() || m["content"].get<std::string>().empty()) continue;
+      std::string content = m["content"].get<std::string>();
+      if (const size_t close = content.rfind("</think>"); close != std::string::npos)
+        content = content.substr(close + 8);
+      const std::string core = content.substr(content.find_first_not_of(" \n"), 8);
+      const bool found = std::any_of(segments.begin(), segments.end(), [&](const ChatSegment& s) {
+        return s.assistant && s.text.find(core) != std::string::npos;
+      });
+      EXPECT_TRUE(found) << "conversation " << n << ": assistant text " << excerpt(core) << " not in a trainable segment";
+    }
+    ++n;
+  }
+  std::printf("%zu EXAONE chat renderings identical to apply_chat_template\n", n);
+}
+
+TEST(ChatTemplate, SegmentsMaskEverythingButAssistantTurns) {
+  const ordered_json messages = ordered_json::parse(R"([
+      {"role": "system", "content": "S"}, {"role": "user", "content": "U"},
+      {"role": "assistant", "content": "A"}])");
+  const auto segments = render_chat(ChatFormat::Exaone4, messages);
+  std::string trained, masked;
+  for (const auto& s : segments) (s.assistant ? trained : masked) += s.text;
+  EXPECT_EQ(trained, "A[|endofturn|]");
+  EXPECT_EQ(masked, "[|system|]\nS[|endofturn|]\n[|user|]\nU[|endofturn|]\n[|assistant|]\n<think>\n\n</think>\n\n\n");
+  EXPECT_THROW(render_chat(ChatFormat::Exaone4, ordered_json::parse(R"([{"role": "bot", "content": "x"}])")),
+               lorakit::Error);
+  EXPECT_THROW(render_chat(ChatFormat::None, messages), lorakit::Error);
+  EXPECT_EQ(python_json(ordered_json::parse(R"({"b": [1, 2.5, "한"], "a": {"x": null, "y": true}})")),
+            R"({"b": [1, 2.5, "한"], "a": {"x": null, "y": true}})");
+}
+
+TEST(PromptTemplate, NamedFieldsAndErrors) {
+  const PromptTemplate t("### 질문: {input}\n### 답변: {{literal}} {output}", "recipe.yaml: data.prompt");
+  EXPECT_EQ(t.fields(), (std::vector<std::string>{"input", "output"}));
+  const auto value = [](const std::string& name) -> std::optional<std::string> {
+    if (name == "input") return "너는 누구야?";
+    if (name == "output") return "난 오로라야!";
+    return std::nullopt;
+  };
+  EXPECT_EQ(t.render(value), "### 질문: 너는 누구야?\n### 답변: {literal} 난 오로라야!");
+  const PromptTemplate missing("{inptu}", "recipe.yaml: data.prompt");
+  try {
+    missing.render(value, {"input", "output"});
+    FAIL() << "expected an error";
+  } catch (const lorakit::Error& e) {
+    EXPECT_CONTAINS(std::string(e.what()), "recipe.yaml: data.prompt: field '{inptu}' has no value");
+    EXPECT_CONTAINS(std::string(e.what()), "did you mean 'input'");
+  }
+  EXPECT_THROW(PromptTemplate("{unclosed", "t"), lorakit::Error);
+  EXPECT_THROW(PromptTemplate("stray }", "t"), lorakit::Error);
+  EXPECT_THROW(PromptTemplate("{}", "t"), lorakit::Error);
+}
+
+TEST(TokenizerErrors, InvalidUtf8NamesTheByteOffset) {
+  const ordered_json* c = find_case("bytelevel-nfkc-bos-eos");
+  ASSERT_TRUE(c) << "oracle output missing";
+  const Tokenizer tokenizer = load_tokenizer((*c)["dir"].get<std::string>());
+  for (const auto& [text, offset] : std::vector<std::pair<std::string, int>>{
+           {"abc\xFF", 3}, {"\xEC\x95", 0}, {"가\xED\xA0\x80", 3}, {"ok\xC0\xAF", 2}}) {
+    try {
+      tokenizer.encode(text);
+      ADD_FAILURE() << "no error for " << offset;
+    } catch (const lorakit::Error& e) {
+      EXPECT_CONTAINS(std::string(e.what()), fmt::format("invalid UTF-8 at byte offset {}", offset));
+    }
+  }
+  EXPECT_THROW(tokenizer.decode(std::vector<int32_t>{static_cast<int32_t>(tokenizer.vocab_size())}), lorakit::Error);
+}
+
+TEST(TokenizerErrors, BrokenFilesNameTheFile) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("lorakit_test_tok_{}", ::getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const auto expect_error = [&](const std::vector<std::string>& pieces) {
+    try {
+      load_tokenizer(dir.string());
+      ADD_FAILURE() << "no error; expected " << pieces[0];
+    } catch (const lorakit::Error& e) {
+      for (const auto& piece : pieces) EXPECT_CONTAINS(std::string(e.what()), piece);
+    }
+  };
+  std::ofstream(dir / "config.json") << "{}";
+  expect_error({"no tokenizer files", "config.json"});
+  std::ofstream(dir / "vocab.json") << R"({"a": 0, "b": 1, "ab": 2})";
+  std::ofstream(dir / "merges.txt") << "#version: 0.2\na b\nb  c\n";
+  expect_error({"merges.txt:3", "two tokens"});
+  std::ofstream(dir / "merges.txt") << "#version: 0.2\na c\n";
+  expect_error({"merge 0 'a c'", "missing from the vocab"});
+  std::ofstream(dir / "tokenizer.json") << R"({"model": {"type": "WordPiece", "vocab": {}}})";
+  expect_error({"tokenizer.json", "WordPiece"});
+  std::ofstream(dir / "tokenizer.json")
+      << R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "Whitespace"}})";
+  expect_error({"tokenizer.json: pre_tokenizer", "unsupported type 'Whitespace'"});
+  std::ofstream(dir / "tokenizer.json") << R"({"model": {"type": "BPE", "vocab": {"a": 0}, )";
+  expect_error({"tokenizer.json:1"});
+  fs::remove_all(dir);
+}
+
+TEST(TokenizeCommand, JsonlFileMatchesTransformers) {
+  const ordered_json* c = find_case("EXAONE-4.0-1.2B");
+  if (!c) c = find_case("gpt2-files");
+  ASSERT_TRUE(c) << "oracle output missing";
+  const fs::path file = fs::temp_directory_path() / fmt::format("lorakit_tok_{}.txt", ::getpid());
+  std::ofstream out(file, std::ios::binary);
+  std::vector<std::string> want;
+  for (size_t k = 0; k < 200; ++k) {
+    const std::string text = manifest()["corpus"][(*c)["texts"][k].get<size_t>()].get<std::string>();
+    if (text.find_first_of("\r\n") != std::string::npos) continue;  // one text per line
+    out << text << "\n";
+    want.push_back(json((*c)["ids"][k]).dump());
+  }
+  out.close();
+  const auto r = run(fmt::format("tokenize --model '{}' --file '{}' --jsonl", (*c)["dir"].get<std::string>(), file.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string expected;
+  for (const auto& line : want) expected += line + "\n";
+  EXPECT_EQ(r.output, expected);
+
+  std::ofstream(file, std::ios::binary) << "좋아\n나쁜 \xFF바이트\n";
+  // Lines stream out as they are read, so the first line's ids come before the error.
+  const auto bad = run(fmt::format("tokenize --model '{}' --file '{}' --jsonl", (*c)["dir"].get<std::string>(), file.string()));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_CONTAINS(bad.output, "error: " + file.string() + ":2: invalid UTF-8 at byte offset 7 (byte 0xFF)");
+  fs::remove(file);
+}
+
+TEST(TokenizeCommand, TableAndDetokenize) {
+  const ordered_json* c = find_case("bytelevel-nfkc-bos-eos");
+  ASSERT_TRUE(c) << "oracle output missing";
+  const std::string dir = (*c)["dir"].get<std::string>();
+  const auto table = run(fmt::format("tokenize --model '{}' --text '안녕 world'", dir));
+  ASSERT_EQ(table.exit_code, 0) << table.output;
+  EXPECT_CONTAINS(table.output, "\"<s>\"");
+  EXPECT_CONTAINS(table.output, " tokens\n");
+  const Tokenizer tokenizer = load_tokenizer(dir);
+  const auto ids = tokenizer.encode("안녕 world", false);
+  std::string list;
+  for (int32_t id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
+  const auto back = run(fmt::format("detokenize --model '{}' --ids {}", dir, list));
+  EXPECT_EQ(back.exit_code, 0);
+  EXPECT_EQ(back.output, "안녕 world\n");
+  expect_failure(run(fmt::format("detokenize --model '{}' --ids 1,x", dir)), {"--ids", "'x'"});
+  expect_failure(run(fmt::format("detokenize --model '{}' --ids 99999999", dir)), {"cannot decode id 99999999"});
+  expect_failure(run("tokenize --model /nonexistent --text x"), {"/nonexistent", "not a directory"});
+  expect_failure(run(fmt::format("tokenize --model '{}'", dir)), {"--text", "--file"});
+}
