@@ -17,4 +17,8 @@ if [ -f "$real/config.json" ]; then
   echo
   echo "== lorakit inspect $real (config only)"
   build/lorakit inspect "$real"
+  echo
+  echo "== lorakit tokenize --model $real --text '...'"
+  build/lorakit tokenize --model "$real" --text '[|user|]
+로라야, 오늘 기분 어때? 😊[|endofturn|]'
 fi
