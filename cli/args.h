@@ -5,9 +5,14 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/ScalarType.h>
+
 namespace lorakit::cli {
 
 // "1,2,3" -> {1, 2, 3}; anything else is an error naming the bad item.
 std::vector<int64_t> parse_ids(const std::string& text);
+
+// "fp32" | "bf16" | "fp16" -> the dtype; anything else is an error.
+c10::ScalarType parse_dtype(const std::string& name);
 
 }  // namespace lorakit::cli

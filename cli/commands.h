@@ -9,5 +9,6 @@ void add_inspect(CLI::App& app);
 void add_forward(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_detokenize(CLI::App& app);
+void add_eval(CLI::App& app);
 
 }  // namespace lorakit::cli

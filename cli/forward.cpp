@@ -19,13 +19,6 @@ namespace lorakit::cli {
 
 namespace {
 
-at::ScalarType parse_dtype(const std::string& name) {
-  if (name == "fp32") return at::kFloat;
-  if (name == "bf16") return at::kBFloat16;
-  if (name == "fp16") return at::kHalf;
-  fail("--dtype: '{}' is not one of fp32, bf16, fp16", name);
-}
-
 void run_forward(const std::string& dir, const std::string& ids_text, const std::string& dtype_name, int top_k) {
   std::vector<int64_t> ids = parse_ids(ids_text);
   auto t0 = std::chrono::steady_clock::now();

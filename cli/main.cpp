@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   lorakit::cli::add_forward(app);
   lorakit::cli::add_tokenize(app);
   lorakit::cli::add_detokenize(app);
+  lorakit::cli::add_eval(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,115 @@
+// `lorakit eval --model DIR --data FILE (--text-column C | --prompt-template T --response-column C |
+// --messages-column C)`: text -> tokens -> model -> loss. Prints the mean token cross-entropy over
+// the file's loss tokens (every next-token prediction whose label is not -100) and perplexity.
+#include <chrono>
+#include <algorithm>
+#include <cmath>
+
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/ones_like.h>
+#include <c10/core/InferenceMode.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "checkpoints/hf_model.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "data/examples.h"
+
+namespace lorakit::cli {
+namespace {
+
+struct EvalArgs {
+  std::string model, data, dtype = "fp32", filter;
+  data::DataConfig config;
+  bool json = false;
+};
+
+void run_eval(EvalArgs args) {
+  if (!args.filter.empty()) {
+    const size_t eq = args.filter.find('=');
+    if (eq == std::string::npos || eq == 0)
+      fail("--filter '{}': expected COLUMN=VALUE, e.g. data_type=train", args.filter);
+    args.config.filter_column = args.filter.substr(0, eq);
+    args.config.filter_value = args.filter.substr(eq + 1);
+  }
+  // A plain text row is scored as transformers scores model(ids, labels=ids): no EOS appended.
+  if (!args.config.text_column.empty()) args.config.add_eos = false;
+  const auto tokenizer = tokenizers::load_tokenizer(args.model);
+  const data::ExampleBuilder builder(tokenizer, args.config, "eval");
+  auto reader = data::open_records(args.data);  // errors in the file surface before the model loads
+
+  const auto start = std::chrono::steady_clock::now();
+  std::unique_ptr<CausalLM> model = load_hf_model(args.model, {parse_dtype(args.dtype), at::kCPU});
+  c10::InferenceMode inference;
+  double loss_sum = 0;
+  int64_t tokens = 0, examples = 0, skipped = 0, truncated = 0;
+  data::Record record;
+  std::string reason;
+  while (reader->next(record)) {
+    auto example = builder.build(record, reader->path(), reason);
+    if (!example) {
+      ++skipped;
+      continue;
+    }
+    for (int32_t id : example->input_ids)
+      if (id >= model->vocab_size())
+        fail("{}:{}: token id {} is outside the model's vocabulary of {}; hint: does the tokenizer belong to "
+             "this model?", reader->path(), record.line, id, model->vocab_size());
+    const auto T = static_cast<int64_t>(example->input_ids.size());
+    std::vector<int64_t> ids(example->input_ids.begin(), example->input_ids.end());
+    std::vector<int64_t> labels(example->labels.begin(), example->labels.end());
+    at::Tensor input = at::from_blob(ids.data(), {1, T}, at::kLong);     // (1, T)
+    at::Tensor target = at::from_blob(labels.data(), {1, T}, at::kLong);  // (1, T)
+    at::Tensor logits = model->forward(input, at::ones_like(input));      // (1, T, V)
+    const int64_t V = logits.size(-1);
+    at::Tensor shift_logits = logits.slice(1, 0, -1).to(at::kFloat).reshape({-1, V});  // (T-1, V)
+    at::Tensor shift_labels = target.slice(1, 1).reshape({-1});                        // (T-1)
+    loss_sum += at::cross_entropy_loss(shift_logits, shift_labels, {}, at::Reduction::Sum, data::kIgnoreIndex)
+                    .item<double>();
+    tokens += std::count_if(labels.begin() + 1, labels.end(), [](int64_t l) { return l != data::kIgnoreIndex; });
+    ++examples;
+    truncated += example->truncated;
+  }
+  if (examples == 0)
+    fail("{}: no examples to evaluate ({} rows skipped: last reason '{}')", args.data, skipped, reason);
+  const double loss = loss_sum / static_cast<double>(tokens);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (args.json) {
+    fmt::print("{}\n", nlohmann::json{{"loss", loss}, {"perplexity", std::exp(loss)}, {"tokens", tokens},
+                                      {"examples", examples}, {"skipped", skipped}, {"truncated", truncated}}
+                           .dump());
+    return;
+  }
+  fmt::print("{}: {} examples ({} skipped, {} truncated), {} loss tokens, {:.1f} s\n", args.data, examples, skipped,
+             truncated, tokens, seconds);
+  fmt::print("loss {:.6f}  perplexity {:.4f}\n", loss, std::exp(loss));
+}
+
+}  // namespace
+
+void add_eval(CLI::App& app) {
+  auto args = std::make_shared<EvalArgs>();
+  CLI::App* cmd = app.add_subcommand("eval", "Mean token loss and perplexity of a model over a CSV/JSONL file");
+  cmd->add_option("--model", args->model, "Hugging Face model directory (weights and tokenizer)")->required();
+  cmd->add_option("--data", args->data, "CSV, TSV or JSONL file")->required();
+  auto* text = cmd->add_option("--text-column", args->config.text_column, "Column of plain text: every token is scored");
+  auto* prompt = cmd->add_option("--prompt-template", args->config.prompt_template,
+                                 "Prompt with {column} fields, e.g. \"### 질문: {input}\\n### 답변: \"");
+  cmd->add_option("--response-column", args->config.response_column, "Column scored after the prompt (EOS appended)");
+  auto* messages = cmd->add_option("--messages-column", args->config.messages_column,
+                                   "Column of chat messages rendered with the model's chat template; assistant turns are scored");
+  text->excludes(prompt)->excludes(messages);
+  prompt->excludes(messages);
+  cmd->add_option("--filter", args->filter, "Keep rows where COLUMN=VALUE, e.g. data_type=valid");
+  cmd->add_option("--max-seq-len", args->config.max_seq_len, "Truncate longer examples (0: no limit)");
+  cmd->add_option("--truncation-side", args->config.truncation_side, "right or left")->capture_default_str();
+  cmd->add_flag("--train-on-prompt", args->config.train_on_prompt, "Score prompt tokens too");
+  cmd->add_option("--dtype", args->dtype, "fp32, bf16 or fp16")->capture_default_str();
+  cmd->add_flag("--json", args->json, "Print {\"loss\", \"perplexity\", \"tokens\", \"examples\", ...} as JSON");
+  cmd->callback([args] { run_eval(*args); });
+}
+
+}  // namespace lorakit::cli

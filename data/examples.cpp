@@ -1,0 +1,150 @@
+#include "data/examples.h"
+
+#include "core/error.h"
+
+namespace lorakit::data {
+namespace {
+
+std::vector<std::string> column_names(const nlohmann::json& fields) {
+  std::vector<std::string> names;
+  for (const auto& [key, value] : fields.items()) names.push_back(key);
+  return names;
+}
+
+const nlohmann::json& column(const Record& record, const std::string& path, const std::string& name) {
+  if (!record.fields.contains(name)) {
+    const auto names = column_names(record.fields);
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    fail("{}:{}: no column '{}'{}; the row has: {}", path, record.line, name, did_you_mean(name, names), list);
+  }
+  return record.fields[name];
+}
+
+std::string text_column(const Record& record, const std::string& path, const std::string& name) {
+  const nlohmann::json& value = column(record, path, name);
+  if (value.is_null()) return "";
+  if (!value.is_string())
+    fail("{}:{}: column '{}' must be text, found {}", path, record.line, name, value.type_name());
+  return value.get<std::string>();
+}
+
+void append(Example& example, const std::vector<int32_t>& ids, bool trained) {
+  example.input_ids.insert(example.input_ids.end(), ids.begin(), ids.end());
+  example.labels.insert(example.labels.end(), ids.begin(), ids.end());
+  if (!trained) std::fill(example.labels.end() - static_cast<ptrdiff_t>(ids.size()), example.labels.end(), kIgnoreIndex);
+  (trained ? example.response_tokens : example.prompt_tokens) += static_cast<int64_t>(ids.size());
+}
+
+}  // namespace
+
+ExampleBuilder::ExampleBuilder(const tokenizers::Tokenizer& tokenizer, DataConfig config, std::string where)
+    : tokenizer_(tokenizer), config_(std::move(config)), where_(std::move(where)) {
+  const int formats = !config_.text_column.empty() + !config_.prompt_template.empty() + !config_.messages_column.empty();
+  if (formats != 1)
+    fail("{}: choose exactly one data format: a text column, a prompt template with a response column, or a "
+         "messages column", where_);
+  if (!config_.prompt_template.empty()) {
+    if (config_.response_column.empty())
+      fail("{}: a prompt template needs a response column (the text the model learns to write)", where_);
+    prompt_.emplace(config_.prompt_template, where_ + ": prompt template");
+  }
+  if (!config_.messages_column.empty()) {
+    chat_format_ = tokenizers::detect_chat_format(tokenizer.chat_template());
+    if (chat_format_ == tokenizers::ChatFormat::None)
+      fail("{}: a messages column needs the model's chat template, but {} has {} (lorakit renders: exaone4)",
+           where_, tokenizer.source(), tokenizer.chat_template().empty() ? "none" : "one lorakit cannot render");
+  }
+  if (config_.truncation_side != "right" && config_.truncation_side != "left")
+    fail("{}: truncation side '{}': expected right or left", where_, config_.truncation_side);
+  eos_ = tokenizer.special().eos;
+  const bool wants_eos = config_.add_eos && config_.messages_column.empty();
+  if (wants_eos && !eos_)
+    fail("{}: the tokenizer ({}) names no eos_token to append; hint: set add_eos to false, or add eos_token to "
+         "tokenizer_config.json", where_, tokenizer.source());
+}
+
+std::optional<Example> ExampleBuilder::build(const Record& record, const std::string& path,
+                                             std::string& skip_reason) const {
+  if (!config_.filter_column.empty()) {
+    const nlohmann::json& value = column(record, path, config_.filter_column);
+    const std::string text = value.is_string() ? value.get<std::string>() : value.dump();
+    if (text != config_.filter_value) {
+      skip_reason = config_.filter_column + " != " + config_.filter_value;
+      return std::nullopt;
+    }
+  }
+  Example example;
+  example.line = record.line;
+  if (!config_.text_column.empty()) {
+    const std::string text = text_column(record, path, config_.text_column);
+    if (text.empty()) {
+      skip_reason = "empty text";
+      return std::nullopt;
+    }
+    std::vector<int32_t> ids = tokenizer_.encode(text, true);
+    if (config_.add_eos) ids.push_back(*eos_);
+    append(example, ids, true);
+  } else if (prompt_) {
+    const std::string response = text_column(record, path, config_.response_column);
+    if (response.empty()) {
+      skip_reason = "empty response";
+      return std::nullopt;
+    }
+    std::string prompt;
+    try {
+      prompt = prompt_->render(
+          [&](const std::string& name) -> std::optional<std::string> {
+            if (!record.fields.contains(name)) return std::nullopt;
+            return text_column(record, path, name);
+          },
+          column_names(record.fields));
+    } catch (const Error& e) {
+      fail("{}:{}: {}", path, record.line, e.what());
+    }
+    append(example, tokenizer_.encode(prompt, true), config_.train_on_prompt);
+    std::vector<int32_t> ids = tokenizer_.encode(response, false);
+    if (config_.add_eos) ids.push_back(*eos_);
+    append(example, ids, true);
+  } else {
+    const nlohmann::json& messages = column(record, path, config_.messages_column);
+    if (!messages.is_array())
+      fail("{}:{}: column '{}' must be a list of {{\"role\", \"content\"}} messages, found {}", path, record.line,
+           config_.messages_column, messages.type_name());
+    std::vector<tokenizers::ChatSegment> segments;
+    try {
+      segments = tokenizers::render_chat(chat_format_, nlohmann::ordered_json::parse(messages.dump()));
+    } catch (const Error& e) {
+      fail("{}:{}: {}", path, record.line, e.what());
+    }
+    for (const auto& segment : segments)
+      append(example, tokenizer_.encode(segment.text, false), segment.assistant || config_.train_on_prompt);
+    if (example.response_tokens == 0) {
+      skip_reason = "no assistant turn";
+      return std::nullopt;
+    }
+  }
+  const auto limit = static_cast<size_t>(config_.max_seq_len);
+  if (limit > 0 && example.input_ids.size() > limit) {
+    example.truncated = true;
+    const auto cut = [&](std::vector<int32_t>& v) {
+      if (config_.truncation_side == "right")
+        v.resize(limit);
+      else
+        v.erase(v.begin(), v.end() - static_cast<ptrdiff_t>(limit));
+    };
+    cut(example.input_ids);
+    cut(example.labels);
+  }
+  // A next-token loss needs a trained label after the first position.
+  const bool trained = example.labels.size() >= 2 &&
+                       std::any_of(example.labels.begin() + 1, example.labels.end(),
+                                   [](int32_t label) { return label != kIgnoreIndex; });
+  if (!trained) {
+    skip_reason = example.truncated ? "truncation removed every response token" : "fewer than 2 tokens";
+    return std::nullopt;
+  }
+  return example;
+}
+
+}  // namespace lorakit::data

@@ -1,0 +1,67 @@
+// Row -> training example: token ids and labels (-100 where no loss is taken), in one of three
+// formats chosen by the data config:
+//   text:             ids = tokenizer(text) [+ eos];                 every token is trained
+//   prompt/response:  ids = tokenizer(prompt) + tokenizer(response, no specials) [+ eos];
+//                     prompt tokens are -100 unless train_on_prompt
+//   messages:         the model's chat template, each segment tokenized without specials;
+//                     only assistant turns (content + end of turn) are trained
+// The tokenization of each part is exactly what transformers' tokenizer gives for that part.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "data/records.h"
+#include "tokenizers/chat_template.h"
+#include "tokenizers/prompt_template.h"
+#include "tokenizers/tokenizer.h"
+
+namespace lorakit::data {
+
+struct DataConfig {
+  std::string text_column;      // plain text
+  std::string prompt_template;  // "### 질문: {input}\n### 답변: ", with response_column
+  std::string response_column;
+  std::string messages_column;  // [{"role", "content"}, ...] rendered with the chat template
+  bool train_on_prompt = false;
+  bool add_eos = true;            // text and prompt/response formats
+  int64_t max_seq_len = 0;        // 0: no limit
+  std::string truncation_side = "right";  // or "left"
+  std::string filter_column;      // keep rows whose filter_column equals filter_value
+  std::string filter_value;
+};
+
+struct Example {
+  size_t line = 0;
+  std::vector<int32_t> input_ids;
+  std::vector<int32_t> labels;   // same length; -100 = no loss
+  int64_t prompt_tokens = 0;     // untrained tokens before truncation
+  int64_t response_tokens = 0;   // trained tokens before truncation
+  bool truncated = false;
+};
+
+inline constexpr int32_t kIgnoreIndex = -100;
+
+class ExampleBuilder {
+ public:
+  // `where` names the config's origin in errors ("--prompt-template", "recipe.yaml: data").
+  ExampleBuilder(const tokenizers::Tokenizer& tokenizer, DataConfig config, std::string where);
+
+  // The example of one record, or nullopt with `skip_reason` set ("filtered", "empty text",
+  // "truncation removed every response token", ...). Missing columns and wrong types are errors.
+  std::optional<Example> build(const Record& record, const std::string& path, std::string& skip_reason) const;
+
+  const DataConfig& config() const { return config_; }
+
+ private:
+  const tokenizers::Tokenizer& tokenizer_;
+  DataConfig config_;
+  std::string where_;
+  std::optional<tokenizers::PromptTemplate> prompt_;
+  tokenizers::ChatFormat chat_format_ = tokenizers::ChatFormat::None;
+  std::optional<int32_t> eos_;
+};
+
+}  // namespace lorakit::data
