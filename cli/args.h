@@ -6,6 +6,9 @@
 #include <vector>
 
 #include <c10/core/ScalarType.h>
+#include <CLI/CLI.hpp>
+
+#include "data/examples.h"
 
 namespace lorakit::cli {
 
@@ -14,5 +17,14 @@ std::vector<int64_t> parse_ids(const std::string& text);
 
 // "fp32" | "bf16" | "fp16" -> the dtype; anything else is an error.
 c10::ScalarType parse_dtype(const std::string& name);
+
+// The data options shared by `eval` and `data stats`: the file, its format and the row filter.
+struct DataArgs {
+  std::string path;
+  std::string filter;  // COLUMN=VALUE
+  data::DataConfig config;
+  data::DataConfig resolved() const;  // with the filter split into column and value
+};
+void add_data_options(CLI::App* cmd, DataArgs& args);
 
 }  // namespace lorakit::cli

@@ -10,5 +10,6 @@ void add_forward(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_detokenize(CLI::App& app);
 void add_eval(CLI::App& app);
+void add_data(CLI::App& app);
 
 }  // namespace lorakit::cli

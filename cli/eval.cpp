@@ -22,24 +22,18 @@ namespace lorakit::cli {
 namespace {
 
 struct EvalArgs {
-  std::string model, data, dtype = "fp32", filter;
-  data::DataConfig config;
+  std::string model, dtype = "fp32";
+  DataArgs data;
   bool json = false;
 };
 
-void run_eval(EvalArgs args) {
-  if (!args.filter.empty()) {
-    const size_t eq = args.filter.find('=');
-    if (eq == std::string::npos || eq == 0)
-      fail("--filter '{}': expected COLUMN=VALUE, e.g. data_type=train", args.filter);
-    args.config.filter_column = args.filter.substr(0, eq);
-    args.config.filter_value = args.filter.substr(eq + 1);
-  }
+void run_eval(const EvalArgs& args) {
+  data::DataConfig config = args.data.resolved();
   // A plain text row is scored as transformers scores model(ids, labels=ids): no EOS appended.
-  if (!args.config.text_column.empty()) args.config.add_eos = false;
+  if (!config.text_column.empty()) config.add_eos = false;
   const auto tokenizer = tokenizers::load_tokenizer(args.model);
-  const data::ExampleBuilder builder(tokenizer, args.config, "eval");
-  auto reader = data::open_records(args.data);  // errors in the file surface before the model loads
+  const data::ExampleBuilder builder(tokenizer, config, "eval");
+  auto reader = data::open_records(args.data.path);  // errors in the file surface before the model loads
 
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<CausalLM> model = load_hf_model(args.model, {parse_dtype(args.dtype), at::kCPU});
@@ -74,7 +68,8 @@ void run_eval(EvalArgs args) {
     truncated += example->truncated;
   }
   if (examples == 0)
-    fail("{}: no examples to evaluate ({} rows skipped: last reason '{}')", args.data, skipped, reason);
+    fail("{}: no examples to evaluate ({} rows skipped{})", args.data.path, skipped,
+         skipped ? ", the last because: " + reason : "");
   const double loss = loss_sum / static_cast<double>(tokens);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (args.json) {
@@ -83,7 +78,7 @@ void run_eval(EvalArgs args) {
                            .dump());
     return;
   }
-  fmt::print("{}: {} examples ({} skipped, {} truncated), {} loss tokens, {:.1f} s\n", args.data, examples, skipped,
+  fmt::print("{}: {} examples ({} skipped, {} truncated), {} loss tokens, {:.1f} s\n", args.data.path, examples, skipped,
              truncated, tokens, seconds);
   fmt::print("loss {:.6f}  perplexity {:.4f}\n", loss, std::exp(loss));
 }
@@ -94,19 +89,7 @@ void add_eval(CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
   CLI::App* cmd = app.add_subcommand("eval", "Mean token loss and perplexity of a model over a CSV/JSONL file");
   cmd->add_option("--model", args->model, "Hugging Face model directory (weights and tokenizer)")->required();
-  cmd->add_option("--data", args->data, "CSV, TSV or JSONL file")->required();
-  auto* text = cmd->add_option("--text-column", args->config.text_column, "Column of plain text: every token is scored");
-  auto* prompt = cmd->add_option("--prompt-template", args->config.prompt_template,
-                                 "Prompt with {column} fields, e.g. \"### 질문: {input}\\n### 답변: \"");
-  cmd->add_option("--response-column", args->config.response_column, "Column scored after the prompt (EOS appended)");
-  auto* messages = cmd->add_option("--messages-column", args->config.messages_column,
-                                   "Column of chat messages rendered with the model's chat template; assistant turns are scored");
-  text->excludes(prompt)->excludes(messages);
-  prompt->excludes(messages);
-  cmd->add_option("--filter", args->filter, "Keep rows where COLUMN=VALUE, e.g. data_type=valid");
-  cmd->add_option("--max-seq-len", args->config.max_seq_len, "Truncate longer examples (0: no limit)");
-  cmd->add_option("--truncation-side", args->config.truncation_side, "right or left")->capture_default_str();
-  cmd->add_flag("--train-on-prompt", args->config.train_on_prompt, "Score prompt tokens too");
+  add_data_options(cmd, args->data);
   cmd->add_option("--dtype", args->dtype, "fp32, bf16 or fp16")->capture_default_str();
   cmd->add_flag("--json", args->json, "Print {\"loss\", \"perplexity\", \"tokens\", \"examples\", ...} as JSON");
   cmd->callback([args] { run_eval(*args); });

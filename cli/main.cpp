@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   lorakit::cli::add_tokenize(app);
   lorakit::cli::add_detokenize(app);
   lorakit::cli::add_eval(app);
+  lorakit::cli::add_data(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -58,10 +58,14 @@ ExampleBuilder::ExampleBuilder(const tokenizers::Tokenizer& tokenizer, DataConfi
   if (config_.truncation_side != "right" && config_.truncation_side != "left")
     fail("{}: truncation side '{}': expected right or left", where_, config_.truncation_side);
   eos_ = tokenizer.special().eos;
+  if (!config_.eos_token.empty()) {
+    eos_ = tokenizer.token_to_id(config_.eos_token);
+    if (!eos_) fail("{}: eos token '{}' is not in the tokenizer's vocabulary ({})", where_, config_.eos_token, tokenizer.source());
+  }
   const bool wants_eos = config_.add_eos && config_.messages_column.empty();
   if (wants_eos && !eos_)
-    fail("{}: the tokenizer ({}) names no eos_token to append; hint: set add_eos to false, or add eos_token to "
-         "tokenizer_config.json", where_, tokenizer.source());
+    fail("{}: the tokenizer ({}) names no eos_token to append; hint: name it (--eos-token '<|endoftext|>'), "
+         "turn it off (--no-eos), or add eos_token to tokenizer_config.json", where_, tokenizer.source());
 }
 
 std::optional<Example> ExampleBuilder::build(const Record& record, const std::string& path,

@@ -27,6 +27,7 @@ struct DataConfig {
   std::string messages_column;  // [{"role", "content"}, ...] rendered with the chat template
   bool train_on_prompt = false;
   bool add_eos = true;            // text and prompt/response formats
+  std::string eos_token;          // overrides the tokenizer's eos_token (e.g. "<|endoftext|>")
   int64_t max_seq_len = 0;        // 0: no limit
   std::string truncation_side = "right";  // or "left"
   std::string filter_column;      // keep rows whose filter_column equals filter_value
