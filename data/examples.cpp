@@ -38,8 +38,14 @@ void append(Example& example, const std::vector<int32_t>& ids, bool trained) {
 
 }  // namespace
 
-ExampleBuilder::ExampleBuilder(const tokenizers::Tokenizer& tokenizer, DataConfig config, std::string where)
-    : tokenizer_(tokenizer), config_(std::move(config)), where_(std::move(where)) {
+ExampleBuilder::ExampleBuilder(const tokenizers::Tokenizer& tokenizer, DataConfig config, std::string where,
+                               Split split)
+    : tokenizer_(tokenizer), config_(std::move(config)), where_(std::move(where)), split_(split) {
+  if (!config_.validation_value.empty() && config_.filter_column.empty())
+    fail("{}: validation_value '{}' needs filter_column (the column holding train/valid)", where_,
+         config_.validation_value);
+  if (config_.validation_fraction < 0 || config_.validation_fraction >= 1)
+    fail("{}: validation_fraction {} must be in [0, 1)", where_, config_.validation_fraction);
   const int formats = !config_.text_column.empty() + !config_.prompt_template.empty() + !config_.messages_column.empty();
   if (formats != 1)
     fail("{}: choose exactly one data format: a text column, a prompt template with a response column, or a "
@@ -68,16 +74,42 @@ ExampleBuilder::ExampleBuilder(const tokenizers::Tokenizer& tokenizer, DataConfi
          "turn it off (--no-eos), or add eos_token to tokenizer_config.json", where_, tokenizer.source());
 }
 
-std::optional<Example> ExampleBuilder::build(const Record& record, const std::string& path,
-                                             std::string& skip_reason) const {
+bool ExampleBuilder::selects(const Record& record, const std::string& path, std::string& skip_reason) const {
+  std::string value;
   if (!config_.filter_column.empty()) {
-    const nlohmann::json& value = column(record, path, config_.filter_column);
-    const std::string text = value.is_string() ? value.get<std::string>() : value.dump();
-    if (text != config_.filter_value) {
-      skip_reason = config_.filter_column + " != " + config_.filter_value;
-      return std::nullopt;
+    const nlohmann::json& v = column(record, path, config_.filter_column);
+    value = v.is_string() ? v.get<std::string>() : v.dump();
+  }
+  if (!config_.validation_value.empty() && split_ != Split::All) {
+    const bool validation = value == config_.validation_value;
+    const bool train = config_.filter_value.empty() ? !validation : value == config_.filter_value;
+    if (split_ == Split::Validation ? validation : train) return true;
+    skip_reason = fmt::format("{} == {} ({} split)", config_.filter_column, value,
+                              validation ? "validation" : split_ == Split::Train ? "not train" : "train");
+    return false;
+  }
+  if (!config_.filter_column.empty() && value != config_.filter_value) {
+    skip_reason = config_.filter_column + " != " + config_.filter_value;
+    return false;
+  }
+  if (config_.validation_fraction > 0 && split_ != Split::All) {
+    // splitmix64 of (seed, line): a stable, uniform choice per row.
+    uint64_t z = config_.seed + 0x9E3779B97F4A7C15ull * (record.line + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    const bool validation = static_cast<double>(z >> 11) / 9007199254740992.0 < config_.validation_fraction;
+    if (validation != (split_ == Split::Validation)) {
+      skip_reason = validation ? "in the validation fraction" : "in the training fraction";
+      return false;
     }
   }
+  return true;
+}
+
+std::optional<Example> ExampleBuilder::build(const Record& record, const std::string& path,
+                                             std::string& skip_reason) const {
+  if (!selects(record, path, skip_reason)) return std::nullopt;
   Example example;
   example.line = record.line;
   if (!config_.text_column.empty()) {

@@ -32,7 +32,15 @@ struct DataConfig {
   std::string truncation_side = "right";  // or "left"
   std::string filter_column;      // keep rows whose filter_column equals filter_value
   std::string filter_value;
+  // Validation rows: those whose filter_column equals validation_value (Oh-LoRA's data_type ==
+  // valid), or else a fraction chosen by a hash of the row's line number (stable across runs).
+  std::string validation_value;
+  double validation_fraction = 0;
+  uint64_t seed = 42;
 };
+
+// Which rows a builder keeps: the training rows, the validation rows, or every row (eval, stats).
+enum class Split { Train, Validation, All };
 
 struct Example {
   size_t line = 0;
@@ -48,11 +56,15 @@ inline constexpr int32_t kIgnoreIndex = -100;
 class ExampleBuilder {
  public:
   // `where` names the config's origin in errors ("--prompt-template", "recipe.yaml: data").
-  ExampleBuilder(const tokenizers::Tokenizer& tokenizer, DataConfig config, std::string where);
+  ExampleBuilder(const tokenizers::Tokenizer& tokenizer, DataConfig config, std::string where,
+                 Split split = Split::All);
 
   // The example of one record, or nullopt with `skip_reason` set ("filtered", "empty text",
   // "truncation removed every response token", ...). Missing columns and wrong types are errors.
   std::optional<Example> build(const Record& record, const std::string& path, std::string& skip_reason) const;
+
+  // Whether a record belongs to this builder's split (filter and validation rules only).
+  bool selects(const Record& record, const std::string& path, std::string& skip_reason) const;
 
   const DataConfig& config() const { return config_; }
 
@@ -60,6 +72,7 @@ class ExampleBuilder {
   const tokenizers::Tokenizer& tokenizer_;
   DataConfig config_;
   std::string where_;
+  Split split_;
   std::optional<tokenizers::PromptTemplate> prompt_;
   tokenizers::ChatFormat chat_format_ = tokenizers::ChatFormat::None;
   std::optional<int32_t> eos_;

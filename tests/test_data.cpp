@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "data/batches.h"
 #include "data/examples.h"
 #include "data/records.h"
 #include "tests/cli_runner.h"
@@ -239,4 +240,158 @@ TEST(EvalCommand, BadInputFailsBeforeLoadingAndNamesTheFile) {
                  {"no column 'outptu'", "did you mean 'output'"});
   expect_failure(run(fmt::format("eval --model '{}' --data '{}'", model, expected()["csv"].get<std::string>())),
                  {"choose exactly one data format"});
+}
+
+namespace {
+
+// 120 rows of varied lengths, every 4th one a validation row.
+fs::path many_rows_csv() {
+  std::string csv = "id,data_type,q,a\n";
+  for (int i = 0; i < 120; ++i) {
+    std::string answer;
+    for (int k = 0; k <= i % 9; ++k) answer += fmt::format("답변 {} 조각 {} ", i, k);
+    csv += fmt::format("{},{},질문 {},{}\n", i, i % 4 == 3 ? "valid" : "train", i, answer);
+  }
+  return scratch_file("many.csv", csv);
+}
+
+DataConfig many_rows_config() {
+  DataConfig config;
+  config.prompt_template = "Q: {q}\nA: ";
+  config.response_column = "a";
+  config.filter_column = "data_type";
+  config.filter_value = "train";
+  config.validation_value = "valid";
+  return config;
+}
+
+std::vector<std::vector<size_t>> epoch_lines(BatchStream& stream) {
+  std::vector<std::vector<size_t>> out;
+  Batch batch;
+  while (stream.next(batch)) out.push_back(batch.lines);
+  return out;
+}
+
+}  // namespace
+
+TEST(Batches, SeededShuffleIsReproducibleAndCoversEveryExampleOnce) {
+  ASSERT_FALSE(expected().is_null());
+  const auto tokenizer = lorakit::tokenizers::load_tokenizer(expected()["model"]);
+  const auto path = many_rows_csv();
+  const ExampleBuilder train(tokenizer, many_rows_config(), "test", Split::Train);
+  const auto open = [&] { return open_records(path.string()); };
+  BatchConfig config;
+  config.batch_size = 4;
+  config.shuffle_buffer = 16;
+  BatchStream a(open, train, config), b(open, train, config);
+  const auto first = epoch_lines(a);
+  EXPECT_EQ(first, epoch_lines(b));
+  std::vector<size_t> seen;
+  for (const auto& lines : first) seen.insert(seen.end(), lines.begin(), lines.end());
+  std::vector<size_t> sorted = seen;
+  std::sort(sorted.begin(), sorted.end());
+  ASSERT_EQ(sorted.size(), 90u);  // 120 rows, 30 of them validation
+  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "an example came twice";
+  EXPECT_NE(seen, sorted) << "not shuffled";
+  a.next_epoch();
+  EXPECT_NE(epoch_lines(a), first) << "epoch 1 repeats epoch 0's order";
+  config.seed = 7;
+  BatchStream c(open, train, config);
+  EXPECT_NE(epoch_lines(c), first);
+  config.shuffle_buffer = 1;
+  BatchStream ordered(open, train, config);
+  std::vector<size_t> in_order;
+  for (const auto& lines : epoch_lines(ordered)) in_order.insert(in_order.end(), lines.begin(), lines.end());
+  EXPECT_EQ(in_order, sorted);
+  // The validation split holds exactly the other rows.
+  const ExampleBuilder valid(tokenizer, many_rows_config(), "test", Split::Validation);
+  BatchStream v(open, valid, config);
+  size_t validation = 0;
+  for (const auto& lines : epoch_lines(v)) validation += lines.size();
+  EXPECT_EQ(validation, 30u);
+}
+
+TEST(Batches, PaddingToTheLongestRowAndResume) {
+  ASSERT_FALSE(expected().is_null());
+  const auto tokenizer = lorakit::tokenizers::load_tokenizer(expected()["model"]);
+  const auto path = many_rows_csv();
+  const ExampleBuilder train(tokenizer, many_rows_config(), "test", Split::Train);
+  const auto open = [&] { return open_records(path.string()); };
+  BatchConfig config;
+  config.batch_size = 5;
+  config.shuffle_buffer = 32;
+  config.pad_id = 0;
+  BatchStream stream(open, train, config);
+  std::vector<Batch> batches;
+  Batch batch;
+  while (stream.next(batch)) batches.push_back(batch);
+  for (const Batch& b : batches) {
+    int64_t longest = 0;
+    for (int64_t r = 0; r < b.rows; ++r) {
+      int64_t length = 0;
+      for (int64_t t = 0; t < b.cols; ++t) {
+        const size_t i = static_cast<size_t>(r * b.cols + t);
+        length += b.attention_mask[i];
+        if (!b.attention_mask[i]) {
+          EXPECT_EQ(b.labels[i], kIgnoreIndex);
+          EXPECT_EQ(b.input_ids[i], 0);
+        }
+      }
+      longest = std::max(longest, length);
+    }
+    EXPECT_EQ(b.cols, longest) << "padded past the longest row";
+  }
+  // A stream resumed at batch 7 continues with batch 7 of the uninterrupted run.
+  BatchStream resumed(open, train, config, Cursor{0, 7});
+  for (size_t k = 7; k < batches.size(); ++k) {
+    ASSERT_TRUE(resumed.next(batch));
+    EXPECT_EQ(batch.lines, batches[k].lines) << "batch " << k;
+    EXPECT_EQ(batch.input_ids, batches[k].input_ids) << "batch " << k;
+  }
+  EXPECT_FALSE(resumed.next(batch));
+  EXPECT_THROW(BatchStream(open, train, config, Cursor{0, 1000}), lorakit::Error);
+}
+
+TEST(Batches, PackingKeepsExamplesApart) {
+  ASSERT_FALSE(expected().is_null());
+  const auto tokenizer = lorakit::tokenizers::load_tokenizer(expected()["model"]);
+  const auto path = many_rows_csv();
+  const ExampleBuilder train(tokenizer, many_rows_config(), "test", Split::Train);
+  const auto open = [&] { return open_records(path.string()); };
+  // Expected loss tokens: each example's own trained labels after its first position.
+  int64_t want_tokens = 0, want_examples = 0;
+  {
+    auto reader = open();
+    Record record;
+    std::string reason;
+    while (reader->next(record))
+      if (auto e = train.build(record, path.string(), reason)) {
+        for (size_t t = 1; t < e->labels.size(); ++t) want_tokens += e->labels[t] != kIgnoreIndex;
+        ++want_examples;
+      }
+  }
+  BatchConfig config;
+  config.batch_size = 3;
+  config.packing = true;
+  config.pack_length = 256;
+  BatchStream stream(open, train, config);
+  Batch b;
+  int64_t tokens = 0, examples = 0;
+  while (stream.next(b)) {
+    EXPECT_LE(b.cols, 256);
+    tokens += b.loss_tokens;
+    examples += b.examples;
+    for (int64_t r = 0; r < b.rows; ++r)
+      for (int64_t t = 0; t < b.cols; ++t) {
+        const size_t i = static_cast<size_t>(r * b.cols + t);
+        if (b.sequence_ids[i] < 0) continue;
+        const bool starts = t == 0 || b.sequence_ids[i - 1] != b.sequence_ids[i];
+        EXPECT_EQ(b.position_ids[i] == 0, starts);
+        if (starts) {
+          EXPECT_EQ(b.labels[i], kIgnoreIndex) << "a label crosses an example boundary";
+        }
+      }
+  }
+  EXPECT_EQ(examples, want_examples);
+  EXPECT_EQ(tokens, want_tokens);
 }
