@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "core/error.h"
+#include "trainer/recipe.h"
 
 namespace lorakit::cli {
 
@@ -33,7 +34,17 @@ c10::ScalarType parse_dtype(const std::string& name) {
   fail("--dtype: '{}' is not one of fp32, bf16, fp16", name);
 }
 
-data::DataConfig DataArgs::resolved() const {
+std::pair<std::string, data::DataConfig> DataArgs::resolve() const {
+  if (!recipe.empty()) {
+    if (flags_given)
+      fail("give the data format in the recipe or as flags, not both; hint: override recipe fields with "
+           "--set data.KEY=VALUE");
+    const trainer::Recipe r = trainer::load_recipe(recipe, sets);
+    return {model.empty() ? r.model.path : model, r.data};
+  }
+  if (!sets.empty()) fail("--set needs a recipe");
+  if (model.empty()) fail("give --model DIR (or a recipe)");
+  if (config.path.empty()) fail("give --data FILE (or a recipe)");
   data::DataConfig out = config;
   if (!filter.empty()) {
     const size_t eq = filter.find('=');
@@ -41,25 +52,35 @@ data::DataConfig DataArgs::resolved() const {
     out.filter_column = filter.substr(0, eq);
     out.filter_value = filter.substr(eq + 1);
   }
-  return out;
+  return {model, out};
 }
 
 void add_data_options(CLI::App* cmd, DataArgs& args) {
-  cmd->add_option("--data", args.path, "CSV, TSV or JSONL file")->required();
+  cmd->add_option("--model", args.model, "Hugging Face model directory (weights, tokenizer, chat template)");
+  cmd->add_option("--recipe", args.recipe, "Recipe YAML whose model and data sections to use");
+  cmd->add_option("--set", args.sets, "Override a recipe field: section.key=value (repeatable)");
+  std::vector<CLI::Option*> flags;
+  flags.push_back(cmd->add_option("--data", args.config.path, "CSV, TSV or JSONL file"));
   auto* text = cmd->add_option("--text-column", args.config.text_column, "Column of plain text: every token is trained");
   auto* prompt = cmd->add_option("--prompt-template", args.config.prompt_template,
                                  "Prompt with {column} fields, e.g. \"### 질문: {input}\\n### 답변: \"");
-  cmd->add_option("--response-column", args.config.response_column, "Column the model learns after the prompt (EOS appended)");
   auto* messages = cmd->add_option("--messages-column", args.config.messages_column,
                                    "Column of chat messages, rendered with the model's chat template; assistant turns are trained");
   text->excludes(prompt)->excludes(messages);
   prompt->excludes(messages);
-  cmd->add_option("--filter", args.filter, "Keep rows where COLUMN=VALUE, e.g. data_type=train");
-  cmd->add_option("--max-seq-len", args.config.max_seq_len, "Truncate longer examples (0: no limit)")->capture_default_str();
-  cmd->add_option("--truncation-side", args.config.truncation_side, "right or left")->capture_default_str();
-  cmd->add_flag("--train-on-prompt", args.config.train_on_prompt, "Take the loss on prompt tokens too");
-  cmd->add_option("--eos-token", args.config.eos_token, "EOS appended to responses (default: the tokenizer's eos_token)");
-  cmd->add_flag("!--no-eos", args.config.add_eos, "Append no EOS to responses");
+  flags.insert(flags.end(), {text, prompt, messages});
+  flags.push_back(cmd->add_option("--filter", args.filter, "Keep rows where COLUMN=VALUE, e.g. data_type=train"));
+  flags.push_back(cmd->add_option("--max-seq-len", args.config.max_seq_len, "Truncate longer examples (0: no limit)"));
+  flags.push_back(cmd->add_option("--truncation-side", args.config.truncation_side, "right or left"));
+  flags.push_back(cmd->add_flag("--train-on-prompt", args.config.train_on_prompt, "Take the loss on prompt tokens too"));
+  flags.push_back(cmd->add_option("--eos-token", args.config.eos_token, "EOS appended to responses (default: the tokenizer's eos_token)"));
+  flags.push_back(cmd->add_flag("!--no-eos", args.config.add_eos, "Append no EOS to responses"));
+  flags.push_back(cmd->add_option("--response-column", args.config.response_column,
+                                  "Column the model learns after the prompt (EOS appended)"));
+  cmd->parse_complete_callback([&args, flags] {
+    for (const CLI::Option* option : flags)
+      if (option->count() > 0) args.flags_given = true;
+  });
 }
 
 }  // namespace lorakit::cli

@@ -18,12 +18,18 @@ std::vector<int64_t> parse_ids(const std::string& text);
 // "fp32" | "bf16" | "fp16" -> the dtype; anything else is an error.
 c10::ScalarType parse_dtype(const std::string& name);
 
-// The data options shared by `eval` and `data stats`: the file, its format and the row filter.
+// The data options shared by `eval` and `data stats`: a recipe (with --set overrides), or the
+// file, its format and the row filter as flags.
 struct DataArgs {
-  std::string path;
+  std::string recipe;
+  std::vector<std::string> sets;
   std::string filter;  // COLUMN=VALUE
   data::DataConfig config;
-  data::DataConfig resolved() const;  // with the filter split into column and value
+  std::string model;   // --model
+  bool flags_given = false;
+
+  // The model directory and data config from the recipe or the flags.
+  std::pair<std::string, data::DataConfig> resolve() const;
 };
 void add_data_options(CLI::App* cmd, DataArgs& args);
 

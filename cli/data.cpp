@@ -1,5 +1,7 @@
 // `lorakit data stats --model DIR --data FILE (format options)`: what the file becomes before any
 // training: rows kept and skipped (and why), token-length percentiles, truncation.
+#include <optional>
+
 #include <fmt/format.h>
 
 #include "cli/args.h"
@@ -12,24 +14,35 @@ void add_data(CLI::App& app) {
   CLI::App* data = app.add_subcommand("data", "Inspect datasets");
   data->require_subcommand(1);
   struct Args {
-    std::string model;
     DataArgs data;
     bool json = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* stats = data->add_subcommand("stats", "Rows kept and skipped, token lengths and truncation of a CSV/JSONL file");
-  stats->add_option("--model", args->model, "Hugging Face model directory (its tokenizer and chat template)")->required();
+  stats->add_option("RECIPE", args->data.recipe, "Recipe YAML (model and data sections)");
   add_data_options(stats, args->data);
   stats->add_flag("--json", args->json, "Print the statistics as JSON");
   stats->callback([args] {
-    const auto tokenizer = tokenizers::load_tokenizer(args->model);
-    const data::ExampleBuilder builder(tokenizer, args->data.resolved(), "data stats");
-    auto reader = data::open_records(args->data.path);
+    const auto [model_dir, config] = args->data.resolve();
+    const auto tokenizer = tokenizers::load_tokenizer(model_dir);
+    const data::ExampleBuilder builder(tokenizer, config, "data stats", data::Split::Train);
+    auto reader = data::open_records(config.path);
     const auto result = data::DataStats::scan(*reader, builder);
-    if (args->json)
-      fmt::print("{}\n", result.to_json().dump());
-    else
-      fmt::print("{}", result.report());
+    const bool has_validation = !config.validation_value.empty() || config.validation_fraction > 0;
+    std::optional<data::DataStats> validation;
+    if (has_validation) {
+      const data::ExampleBuilder valid(tokenizer, config, "data stats", data::Split::Validation);
+      auto again = data::open_records(config.path);
+      validation = data::DataStats::scan(*again, valid);
+    }
+    if (args->json) {
+      nlohmann::json out = result.to_json();
+      if (validation) out["validation"] = validation->to_json();
+      fmt::print("{}\n", out.dump());
+      return;
+    }
+    fmt::print("training split\n{}", result.report());
+    if (validation) fmt::print("validation split\n{}", validation->report());
   });
 }
 

@@ -22,21 +22,21 @@ namespace lorakit::cli {
 namespace {
 
 struct EvalArgs {
-  std::string model, dtype = "fp32";
+  std::string dtype = "fp32";
   DataArgs data;
   bool json = false;
 };
 
 void run_eval(const EvalArgs& args) {
-  data::DataConfig config = args.data.resolved();
+  auto [model_dir, config] = args.data.resolve();
   // A plain text row is scored as transformers scores model(ids, labels=ids): no EOS appended.
   if (!config.text_column.empty()) config.add_eos = false;
-  const auto tokenizer = tokenizers::load_tokenizer(args.model);
+  const auto tokenizer = tokenizers::load_tokenizer(model_dir);
   const data::ExampleBuilder builder(tokenizer, config, "eval");
-  auto reader = data::open_records(args.data.path);  // errors in the file surface before the model loads
+  auto reader = data::open_records(config.path);  // errors in the file surface before the model loads
 
   const auto start = std::chrono::steady_clock::now();
-  std::unique_ptr<CausalLM> model = load_hf_model(args.model, {parse_dtype(args.dtype), at::kCPU});
+  std::unique_ptr<CausalLM> model = load_hf_model(model_dir, {parse_dtype(args.dtype), at::kCPU});
   c10::InferenceMode inference;
   double loss_sum = 0;
   int64_t tokens = 0, examples = 0, skipped = 0, truncated = 0;
@@ -68,7 +68,7 @@ void run_eval(const EvalArgs& args) {
     truncated += example->truncated;
   }
   if (examples == 0)
-    fail("{}: no examples to evaluate ({} rows skipped{})", args.data.path, skipped,
+    fail("{}: no examples to evaluate ({} rows skipped{})", config.path, skipped,
          skipped ? ", the last because: " + reason : "");
   const double loss = loss_sum / static_cast<double>(tokens);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -78,7 +78,7 @@ void run_eval(const EvalArgs& args) {
                            .dump());
     return;
   }
-  fmt::print("{}: {} examples ({} skipped, {} truncated), {} loss tokens, {:.1f} s\n", args.data.path, examples, skipped,
+  fmt::print("{}: {} examples ({} skipped, {} truncated), {} loss tokens, {:.1f} s\n", config.path, examples, skipped,
              truncated, tokens, seconds);
   fmt::print("loss {:.6f}  perplexity {:.4f}\n", loss, std::exp(loss));
 }
@@ -88,7 +88,6 @@ void run_eval(const EvalArgs& args) {
 void add_eval(CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
   CLI::App* cmd = app.add_subcommand("eval", "Mean token loss and perplexity of a model over a CSV/JSONL file");
-  cmd->add_option("--model", args->model, "Hugging Face model directory (weights and tokenizer)")->required();
   add_data_options(cmd, args->data);
   cmd->add_option("--dtype", args->dtype, "fp32, bf16 or fp16")->capture_default_str();
   cmd->add_flag("--json", args->json, "Print {\"loss\", \"perplexity\", \"tokens\", \"examples\", ...} as JSON");

@@ -21,6 +21,7 @@
 namespace lorakit::data {
 
 struct DataConfig {
+  std::string path;             // CSV, TSV or JSONL file
   std::string text_column;      // plain text
   std::string prompt_template;  // "### 질문: {input}\n### 답변: ", with response_column
   std::string response_column;
@@ -38,6 +39,27 @@ struct DataConfig {
   double validation_fraction = 0;
   uint64_t seed = 42;
 };
+
+// Every field of the recipe's `data` section, declared once: YAML key, value and help text. The
+// recipe reader, `--set data.key=value` and the resolved recipe all go through this list.
+template <typename Visitor>
+void visit_fields(DataConfig& c, Visitor&& v) {
+  v("path", c.path, "CSV, TSV or JSONL file (relative paths are relative to the recipe)");
+  v("text_column", c.text_column, "column of plain text; every token is trained");
+  v("prompt_template", c.prompt_template, "prompt with {column} fields, e.g. \"### 질문: {input}\\n### 답변: \"");
+  v("response_column", c.response_column, "column the model learns to write after the prompt");
+  v("messages_column", c.messages_column, "column of chat messages, rendered with the model's chat template");
+  v("train_on_prompt", c.train_on_prompt, "take the loss on prompt (non-assistant) tokens too");
+  v("add_eos", c.add_eos, "append the EOS token to each response");
+  v("eos_token", c.eos_token, "EOS token to append (default: the tokenizer's eos_token)");
+  v("max_seq_len", c.max_seq_len, "truncate longer examples (0: no limit)");
+  v("truncation_side", c.truncation_side, "right or left");
+  v("filter_column", c.filter_column, "keep rows whose filter_column equals filter_value");
+  v("filter_value", c.filter_value, "the value of filter_column for training rows");
+  v("validation_value", c.validation_value, "the value of filter_column for validation rows");
+  v("validation_fraction", c.validation_fraction, "else: this fraction of rows (by line) is validation");
+  v("seed", c.seed, "seed of the validation fraction");
+}
 
 // Which rows a builder keeps: the training rows, the validation rows, or every row (eval, stats).
 enum class Split { Train, Validation, All };

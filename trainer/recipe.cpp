@@ -1,0 +1,136 @@
+#include "trainer/recipe.h"
+
+#include <filesystem>
+#include <type_traits>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "core/error.h"
+
+namespace lorakit::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+
+template <typename T>
+const char* type_name() {
+  if constexpr (std::is_same_v<T, bool>) return "true or false";
+  else if constexpr (std::is_integral_v<T>) return "an integer";
+  else if constexpr (std::is_floating_point_v<T>) return "a number";
+  else return "a string";
+}
+
+std::string where_of(const std::string& source, const YAML::Node& node) {
+  const YAML::Mark mark = node.Mark();
+  if (mark.is_null()) return source;
+  return fmt::format("{}:{}:{}", source, mark.line + 1, mark.column + 1);
+}
+
+// Reads one section's mapping into its struct through visit_fields; collects problems.
+template <typename Section>
+void read_section(const YAML::Node& node, const std::string& name, const std::string& source, Section& section,
+                  std::vector<std::string>& problems) {
+  if (!node.IsMap()) {
+    problems.push_back(fmt::format("{}: section '{}' must be a mapping of key: value", where_of(source, node), name));
+    return;
+  }
+  std::vector<std::string> known;
+  visit_fields(section, [&](const char* key, auto& field, const char*) {
+    known.push_back(key);
+    const YAML::Node value = node[key];
+    if (!value) return;
+    using T = std::decay_t<decltype(field)>;
+    if (!value.IsScalar()) {
+      problems.push_back(fmt::format("{}: {}.{}: expected {}, found a {}", where_of(source, value), name, key,
+                                     type_name<T>(), value.IsSequence() ? "list" : "mapping"));
+      return;
+    }
+    try {
+      field = value.as<T>();
+    } catch (const YAML::Exception&) {
+      problems.push_back(fmt::format("{}: {}.{}: expected {}, found '{}'", where_of(source, value), name, key,
+                                     type_name<T>(), value.Scalar()));
+    }
+  });
+  for (const auto& entry : node) {
+    const std::string key = entry.first.as<std::string>();
+    if (std::find(known.begin(), known.end(), key) == known.end())
+      problems.push_back(fmt::format("{}: unknown key '{}.{}'{}", where_of(source, entry.first), name, key,
+                                     did_you_mean(key, known)));
+  }
+}
+
+template <typename Section>
+void write_section(YAML::Emitter& out, const char* name, Section& section) {
+  out << YAML::Key << name << YAML::Value << YAML::BeginMap;
+  visit_fields(section, [&](const char* key, auto& field, const char*) { out << YAML::Key << key << YAML::Value << field; });
+  out << YAML::EndMap;
+}
+
+// Visits the sections of a recipe: each (name, section) pair.
+template <typename F>
+void for_each_section(Recipe& recipe, F&& f) {
+  f("model", recipe.model);
+  f("data", recipe.data);
+}
+
+std::string resolve_path(const std::string& value, const fs::path& base) {
+  if (value.empty() || fs::path(value).is_absolute()) return value;
+  return (base / value).lexically_normal().string();
+}
+
+}  // namespace
+
+Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides) {
+  if (!fs::exists(path)) fail("{}: no such recipe file", path);
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::ParserException& e) {
+    fail("{}:{}:{}: invalid YAML: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg);
+  }
+  for (const std::string& item : overrides) {
+    const size_t eq = item.find('='), dot = item.find('.');
+    if (eq == std::string::npos || dot == std::string::npos || dot > eq)
+      fail("--set '{}': expected section.key=value, e.g. data.max_seq_len=512", item);
+    const std::string section = item.substr(0, dot), key = item.substr(dot + 1, eq - dot - 1);
+    if (!root[section]) root[section] = YAML::Node(YAML::NodeType::Map);
+    root[section][key] = YAML::Load(item.substr(eq + 1));
+  }
+  Recipe recipe;
+  recipe.source = path;
+  std::vector<std::string> problems, sections;
+  if (!root.IsMap()) fail("{}: a recipe is a mapping of sections (model, data, ...)", path);
+  for_each_section(recipe, [&](const char* name, auto& section) {
+    sections.push_back(name);
+    if (root[name]) read_section(root[name], name, path, section, problems);
+  });
+  for (const auto& entry : root) {
+    const std::string name = entry.first.as<std::string>();
+    if (std::find(sections.begin(), sections.end(), name) == sections.end())
+      problems.push_back(fmt::format("{}: unknown section '{}'{} (sections: model, data)", where_of(path, entry.first),
+                                     name, did_you_mean(name, sections)));
+  }
+  if (!problems.empty()) {
+    std::string message = fmt::format("{}: {} problem{} in the recipe", path, problems.size(), problems.size() == 1 ? "" : "s");
+    for (const auto& p : problems) message += "\n  " + p;
+    throw Error(message);
+  }
+  const fs::path base = fs::path(path).parent_path();
+  recipe.model.path = resolve_path(recipe.model.path, base);
+  recipe.data.path = resolve_path(recipe.data.path, base);
+  if (recipe.model.path.empty()) fail("{}: model.path is missing (a Hugging Face model directory)", path);
+  if (recipe.data.path.empty()) fail("{}: data.path is missing (a CSV, TSV or JSONL file)", path);
+  return recipe;
+}
+
+std::string recipe_yaml(Recipe recipe) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  for_each_section(recipe, [&](const char* name, auto& section) { write_section(out, name, section); });
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace lorakit::trainer
