@@ -26,13 +26,13 @@ void add_data(CLI::App& app) {
     const auto [model_dir, config] = args->data.resolve();
     const auto tokenizer = tokenizers::load_tokenizer(model_dir);
     const data::ExampleBuilder builder(tokenizer, config, "data stats", data::Split::Train);
-    auto reader = data::open_records(config.path);
+    auto reader = data::open_records(config.path, data::reader_options(config));
     const auto result = data::DataStats::scan(*reader, builder);
     const bool has_validation = !config.validation_value.empty() || config.validation_fraction > 0;
     std::optional<data::DataStats> validation;
     if (has_validation) {
       const data::ExampleBuilder valid(tokenizer, config, "data stats", data::Split::Validation);
-      auto again = data::open_records(config.path);
+      auto again = data::open_records(config.path, data::reader_options(config));
       validation = data::DataStats::scan(*again, valid);
     }
     if (args->json) {

@@ -33,7 +33,7 @@ void run_eval(const EvalArgs& args) {
   if (!config.text_column.empty()) config.add_eos = false;
   const auto tokenizer = tokenizers::load_tokenizer(model_dir);
   const data::ExampleBuilder builder(tokenizer, config, "eval");
-  auto reader = data::open_records(config.path);  // errors in the file surface before the model loads
+  auto reader = data::open_records(config.path, data::reader_options(config));  // the header is checked before the model loads
 
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<CausalLM> model = load_hf_model(model_dir, {parse_dtype(args.dtype), at::kCPU});
@@ -74,7 +74,8 @@ void run_eval(const EvalArgs& args) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (args.json) {
     fmt::print("{}\n", nlohmann::json{{"loss", loss}, {"perplexity", std::exp(loss)}, {"tokens", tokens},
-                                      {"examples", examples}, {"skipped", skipped}, {"truncated", truncated}}
+                                      {"examples", examples}, {"skipped", skipped}, {"truncated", truncated},
+                                      {"bad_rows", reader->bad_rows()}}
                            .dump());
     return;
   }

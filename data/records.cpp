@@ -73,12 +73,13 @@ std::pair<size_t, size_t> position_in(const std::string& field, size_t offset, s
   return {line, column};
 }
 
-void check_field_utf8(const std::string& path, const std::string& field, size_t line, size_t column) {
+// "" when `field` is valid UTF-8, else the message naming where it is not.
+std::string utf8_problem(const std::string& path, const std::string& field, size_t line, size_t column) {
   const size_t bad = tokenizers::invalid_utf8_offset(field);
-  if (bad == std::string::npos) return;
+  if (bad == std::string::npos) return "";
   const auto [l, c] = position_in(field, bad, line, column);
-  fail("{}:{}:{}: invalid UTF-8 (byte 0x{:02X}); hint: save the file as UTF-8 (e.g. iconv -f CP949 -t UTF-8)",
-       path, l, c, static_cast<unsigned char>(field[bad]));
+  return fmt::format("{}:{}:{}: invalid UTF-8 (byte 0x{:02X}); hint: save the file as UTF-8 (e.g. iconv -f CP949 "
+                     "-t UTF-8), or pass --skip-bad-rows", path, l, c, static_cast<unsigned char>(field[bad]));
 }
 
 class CsvReader : public RecordReader {
@@ -94,6 +95,7 @@ class CsvReader : public RecordReader {
     size_t line = 0;
     if (!read_row(header, line))
       fail("{}: the file is empty; expected a header row naming the columns", path);
+    if (!row_error_.empty()) throw Error(row_error_);
     for (size_t i = 0; i < header.size(); ++i) {
       if (header[i].empty()) header[i] = fmt::format("column_{}", i + 1);  // e.g. pandas' index column
       for (size_t j = 0; j < i; ++j)
@@ -105,12 +107,16 @@ class CsvReader : public RecordReader {
   bool next(Record& record) override {
     std::vector<std::string>& fields = fields_;
     size_t line = 0;
-    if (!read_row(fields, line)) return false;
-    if (fields.size() != columns_.size())
-      fail("{}:{}: this row has {} field{}, the header has {} columns; hint: quote fields that contain "
-           "'{}' or line breaks, or use --skip-bad-rows",
-           in_.path(), line, fields.size(), fields.size() == 1 ? "" : "s", columns_.size(),
-           options_.delimiter == '\t' ? "\\t" : std::string(1, options_.delimiter));
+    for (;;) {
+      row_error_.clear();
+      if (!read_row(fields, line)) return false;
+      if (row_error_.empty() && fields.size() != columns_.size())
+        row_error_ = fmt::format("{}:{}: this row has {} field{}, the header has {} columns; hint: quote fields that "
+                                 "contain '{}' or line breaks, or pass --skip-bad-rows",
+                                 in_.path(), line, fields.size(), fields.size() == 1 ? "" : "s", columns_.size(),
+                                 options_.delimiter == '\t' ? "\\t" : std::string(1, options_.delimiter));
+      if (row_error_.empty() || !bad_row(row_error_, options_.skip_bad_rows)) break;
+    }
     record.line = line;
     record.fields = json::object();
     for (size_t i = 0; i < fields.size(); ++i) record.fields[columns_[i]] = std::move(fields[i]);
@@ -131,8 +137,12 @@ class CsvReader : public RecordReader {
   }
 
   void append(std::string& field, int c, size_t line) {
-    if (c == 0) fail("{}:{}:{}: NUL byte; this is not a text file (hint: is it UTF-16 or a spreadsheet?)",
-                     in_.path(), in_.line(), in_.column() - 1);
+    if (c == 0) {
+      if (row_error_.empty())
+        row_error_ = fmt::format("{}:{}:{}: NUL byte; this is not a text file (hint: is it UTF-16 or a spreadsheet?)",
+                                 in_.path(), in_.line(), in_.column() - 1);
+      return;
+    }
     if (field.size() >= options_.max_field_bytes)
       fail("{}:{}:{}: a field longer than {} MiB (started at line {}); hint: an unbalanced quote makes the "
            "rest of the file one field", in_.path(), in_.line(), in_.column(), options_.max_field_bytes >> 20, line);
@@ -169,14 +179,17 @@ class CsvReader : public RecordReader {
           append(field, c, line);
         }
         c = peek();
-        if (c >= 0 && c != delimiter && c != '\n' && c != '\r')
-          fail("{}:{}:{}: unexpected '{}' after the closing quote of a field (started at line {}); hint: a quote "
-               "inside a quoted field must be doubled (\"\")", in_.path(), in_.line(), in_.column(),
-               static_cast<char>(c), line);
+        if (c >= 0 && c != delimiter && c != '\n' && c != '\r') {
+          if (row_error_.empty())
+            row_error_ = fmt::format("{}:{}:{}: unexpected '{}' after the closing quote of a field (started at line "
+                                     "{}); hint: a quote inside a quoted field must be doubled (\"\")", in_.path(),
+                                     in_.line(), in_.column(), static_cast<char>(c), line);
+          while ((c = peek()) >= 0 && c != delimiter && c != '\n' && c != '\r') append(field, get(), line);
+        }
       } else {
         while ((c = peek()) >= 0 && c != delimiter && c != '\n' && c != '\r') append(field, get(), line);
       }
-      check_field_utf8(in_.path(), field, line, quoted ? column + 1 : column);
+      if (row_error_.empty()) row_error_ = utf8_problem(in_.path(), field, line, quoted ? column + 1 : column);
       fields.push_back(std::move(field));
       c = get();
       if (c == delimiter) continue;
@@ -190,6 +203,7 @@ class CsvReader : public RecordReader {
   std::string pending_;
   std::vector<std::string> columns_;
   std::vector<std::string> fields_;
+  std::string row_error_;  // the first problem of the row being read
 };
 
 class JsonlReader : public RecordReader {
@@ -202,9 +216,11 @@ class JsonlReader : public RecordReader {
       const size_t line = in_.line();
       if (in_.peek() < 0) return false;
       text.clear();
+      std::string problem;
       int c;
       while ((c = in_.get()) >= 0 && c != '\n') {
-        if (c == 0) fail("{}:{}:{}: NUL byte; this is not a JSONL text file", in_.path(), line, in_.column() - 1);
+        if (c == 0 && problem.empty())
+          problem = fmt::format("{}:{}:{}: NUL byte; this is not a JSONL text file", in_.path(), line, in_.column() - 1);
         if (text.size() >= options_.max_field_bytes)
           fail("{}:{}: a line longer than {} MiB", in_.path(), line, options_.max_field_bytes >> 20);
         text.push_back(static_cast<char>(c));
@@ -212,16 +228,22 @@ class JsonlReader : public RecordReader {
       if (!text.empty() && text.back() == '\r') text.pop_back();
       if (line == 1 && text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);
       if (text.find_first_not_of(" \t") == std::string::npos) continue;  // blank line
-      check_field_utf8(in_.path(), text, line, 1);
-      try {
-        record.fields = json::parse(text);
-      } catch (const json::parse_error& e) {
-        fail("{}:{}:{}: invalid JSON: {}; hint: JSONL needs one complete JSON object per line", in_.path(), line,
-             e.byte, std::string(e.what()).substr(std::string(e.what()).find("parse error")));
+      if (problem.empty()) problem = utf8_problem(in_.path(), text, line, 1);
+      if (problem.empty()) {
+        try {
+          record.fields = json::parse(text);
+          if (!record.fields.is_object())
+            problem = fmt::format("{}:{}: expected a JSON object ({{\"column\": value, ...}}), found {}", in_.path(),
+                                  line, record.fields.type_name());
+        } catch (const json::parse_error& e) {
+          const std::string what = e.what();
+          problem = fmt::format("{}:{}:{}: invalid JSON: {}; hint: JSONL needs one complete JSON object per line",
+                                in_.path(), line, e.byte, what.substr(what.find("parse error")));
+        }
       }
-      if (!record.fields.is_object())
-        fail("{}:{}: expected a JSON object ({{\"column\": value, ...}}), found {}", in_.path(), line,
-             record.fields.type_name());
+      if (!problem.empty()) {
+        if (bad_row(problem, options_.skip_bad_rows)) continue;
+      }
       for (const auto& [key, value] : record.fields.items())
         if (std::find(columns_.begin(), columns_.end(), key) == columns_.end()) columns_.push_back(key);
       record.line = line;
@@ -240,6 +262,13 @@ class JsonlReader : public RecordReader {
 };
 
 }  // namespace
+
+bool RecordReader::bad_row(const std::string& message, bool skip) {
+  if (!skip) throw Error(message);
+  ++bad_rows_;
+  if (bad_row_examples_.size() < 5) bad_row_examples_.push_back(message);
+  return true;
+}
 
 std::unique_ptr<RecordReader> open_records(const std::string& path, ReaderOptions options) {
   std::string extension = std::filesystem::path(path).extension().string();

@@ -22,6 +22,7 @@ struct Record {
 struct ReaderOptions {
   char delimiter = ',';                      // CSV only
   size_t max_field_bytes = 16u << 20;        // a longer field is an error (likely a broken quote)
+  bool skip_bad_rows = false;  // count and skip rows with a wrong field count, bad UTF-8, NUL bytes, bad JSON
 };
 
 class RecordReader {
@@ -32,6 +33,17 @@ class RecordReader {
   virtual const std::vector<std::string>& columns() const = 0;  // CSV header; JSONL: keys seen so far
   virtual const std::string& path() const = 0;
   virtual uint64_t bytes_read() const = 0;
+  // Rows skipped with skip_bad_rows, and the messages of the first few.
+  int64_t bad_rows() const { return bad_rows_; }
+  const std::vector<std::string>& bad_row_examples() const { return bad_row_examples_; }
+
+ protected:
+  // A row-level problem: an error, or with skip_bad_rows a counted skip (true: skip the row).
+  bool bad_row(const std::string& message, bool skip);
+
+ private:
+  int64_t bad_rows_ = 0;
+  std::vector<std::string> bad_row_examples_;
 };
 
 // By extension: .csv / .tsv (tab) or .jsonl / .json lines. Errors name the file.

@@ -42,6 +42,8 @@ DataStats DataStats::scan(RecordReader& reader, const ExampleBuilder& builder) {
       ++stats.skipped[reason];
   }
   stats.bytes = reader.bytes_read();
+  stats.bad_rows = reader.bad_rows();
+  stats.bad_row_examples = reader.bad_row_examples();
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return stats;
 }
@@ -50,6 +52,10 @@ std::string DataStats::report() const {
   std::string out = fmt::format("{}: {} rows read ({}, {:.1f} s), {} kept\n", path, with_commas(rows),
                                 human_bytes(bytes), seconds, with_commas(kept));
   for (const auto& [reason, count] : skipped) out += fmt::format("  skipped {:>8}  {}\n", with_commas(count), reason);
+  if (bad_rows > 0) {
+    out += fmt::format("  skipped {:>8}  malformed rows (--skip-bad-rows), e.g.:\n", with_commas(bad_rows));
+    for (const auto& message : bad_row_examples) out += "    " + message + "\n";
+  }
   const int64_t lost = skipped.count("truncation removed every response token")
                            ? skipped.at("truncation removed every response token") : 0;
   const auto row = [](const char* name, const LengthHistogram& h) {
@@ -69,7 +75,7 @@ nlohmann::json DataStats::to_json() const {
     return nlohmann::json{{"p50", h.percentile(50)}, {"p90", h.percentile(90)}, {"p99", h.percentile(99)},
                           {"max", h.max()}};
   };
-  return {{"path", path}, {"rows", rows}, {"kept", kept}, {"truncated", truncated}, {"skipped", skipped},
+  return {{"path", path}, {"rows", rows}, {"kept", kept}, {"truncated", truncated}, {"skipped", skipped}, {"bad_rows", bad_rows},
           {"bytes", bytes}, {"seconds", seconds}, {"prompt_tokens", lengths(prompt)},
           {"response_tokens", lengths(response)}, {"total_tokens", lengths(total)}};
 }

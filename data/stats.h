@@ -32,6 +32,8 @@ struct DataStats {
   uint64_t bytes = 0;
   double seconds = 0;
   std::map<std::string, int64_t> skipped;  // reason -> rows
+  int64_t bad_rows = 0;                     // malformed rows skipped by skip_bad_rows
+  std::vector<std::string> bad_row_examples;
   LengthHistogram prompt, response, total;
 
   // Reads every record of `reader` through `builder`.

@@ -356,42 +356,89 @@ TEST(Batches, PackingKeepsExamplesApart) {
   ASSERT_FALSE(expected().is_null());
   const auto tokenizer = lorakit::tokenizers::load_tokenizer(expected()["model"]);
   const auto path = many_rows_csv();
-  const ExampleBuilder train(tokenizer, many_rows_config(), "test", Split::Train);
-  const auto open = [&] { return open_records(path.string()); };
-  // Expected loss tokens: each example's own trained labels after its first position.
-  int64_t want_tokens = 0, want_examples = 0;
-  {
-    auto reader = open();
-    Record record;
-    std::string reason;
-    while (reader->next(record))
-      if (auto e = train.build(record, path.string(), reason)) {
-        for (size_t t = 1; t < e->labels.size(); ++t) want_tokens += e->labels[t] != kIgnoreIndex;
-        ++want_examples;
-      }
-  }
-  BatchConfig config;
-  config.batch_size = 3;
-  config.packing = true;
-  config.pack_length = 256;
-  BatchStream stream(open, train, config);
-  Batch b;
-  int64_t tokens = 0, examples = 0;
-  while (stream.next(b)) {
-    EXPECT_LE(b.cols, 256);
-    tokens += b.loss_tokens;
-    examples += b.examples;
-    for (int64_t r = 0; r < b.rows; ++r)
-      for (int64_t t = 0; t < b.cols; ++t) {
-        const size_t i = static_cast<size_t>(r * b.cols + t);
-        if (b.sequence_ids[i] < 0) continue;
-        const bool starts = t == 0 || b.sequence_ids[i - 1] != b.sequence_ids[i];
-        EXPECT_EQ(b.position_ids[i] == 0, starts);
-        if (starts) {
-          EXPECT_EQ(b.labels[i], kIgnoreIndex) << "a label crosses an example boundary";
+  DataConfig text = many_rows_config();  // every token trained: boundaries must be masked by packing
+  text.prompt_template.clear();
+  text.text_column = "a";
+  for (const DataConfig& data_config : {many_rows_config(), text}) {
+    const ExampleBuilder train(tokenizer, data_config, "test", Split::Train);
+    const auto open = [&] { return open_records(path.string()); };
+    // Expected loss tokens: each example's own trained labels after its first position.
+    int64_t want_tokens = 0, want_examples = 0;
+    {
+      auto reader = open();
+      Record record;
+      std::string reason;
+      while (reader->next(record))
+        if (auto e = train.build(record, path.string(), reason)) {
+          for (size_t t = 1; t < e->labels.size(); ++t) want_tokens += e->labels[t] != kIgnoreIndex;
+          ++want_examples;
         }
-      }
+    }
+    BatchConfig config;
+    config.batch_size = 3;
+    config.packing = true;
+    config.pack_length = 256;
+    BatchStream stream(open, train, config);
+    Batch b;
+    int64_t tokens = 0, examples = 0;
+    while (stream.next(b)) {
+      EXPECT_LE(b.cols, 256);
+      tokens += b.loss_tokens;
+      examples += b.examples;
+      for (int64_t r = 0; r < b.rows; ++r)
+        for (int64_t t = 0; t < b.cols; ++t) {
+          const size_t i = static_cast<size_t>(r * b.cols + t);
+          if (b.sequence_ids[i] < 0) continue;
+          const bool starts = t == 0 || b.sequence_ids[i - 1] != b.sequence_ids[i];
+          EXPECT_EQ(b.position_ids[i] == 0, starts);
+          if (starts) {
+            EXPECT_EQ(b.labels[i], kIgnoreIndex) << "a label crosses an example boundary";
+          }
+        }
+    }
+    EXPECT_EQ(examples, want_examples);
+    EXPECT_EQ(tokens, want_tokens);
   }
-  EXPECT_EQ(examples, want_examples);
-  EXPECT_EQ(tokens, want_tokens);
+}
+
+TEST(Records, SkipBadRowsCountsAndGoesOn) {
+  ReaderOptions skip;
+  skip.skip_bad_rows = true;
+  const auto csv = scratch_file("mixed.csv", "a,b\n1,ok\n2,x,extra\n3,\"bad\xFF\"\n4,nul\0byte\n5,\"q\"z\n6,fine\n"s);
+  auto reader = open_records(csv.string(), skip);
+  Record r;
+  std::vector<std::string> kept;
+  while (reader->next(r)) kept.push_back(r.fields["a"]);
+  EXPECT_EQ(kept, (std::vector<std::string>{"1", "6"}));
+  EXPECT_EQ(reader->bad_rows(), 4);
+  ASSERT_EQ(reader->bad_row_examples().size(), 4u);
+  EXPECT_CONTAINS(reader->bad_row_examples()[0], "mixed.csv:3: this row has 3 fields");
+  EXPECT_CONTAINS(reader->bad_row_examples()[1], "mixed.csv:4:");
+  EXPECT_CONTAINS(reader->bad_row_examples()[2], "NUL byte");
+  EXPECT_CONTAINS(reader->bad_row_examples()[3], "after the closing quote");
+  const auto jsonl = scratch_file("mixed.jsonl", "{\"a\": 1}\n{\"a\": \n[1]\n{\"a\": 2}\n");
+  auto lines = open_records(jsonl.string(), skip);
+  int n = 0;
+  while (lines->next(r)) ++n;
+  EXPECT_EQ(n, 2);
+  EXPECT_EQ(lines->bad_rows(), 2);
+  // Without the option the first bad row stops the read.
+  auto strict = open_records(csv.string());
+  EXPECT_TRUE(strict->next(r));
+  EXPECT_THROW(strict->next(r), lorakit::Error);
+}
+
+TEST(DataStatsCommand, ReportsSkipsTruncationAndBadRows) {
+  ASSERT_FALSE(expected().is_null());
+  const std::string model = expected()["model"];
+  const auto csv = scratch_file("stats.csv", "q,a\n질문,짧은 답\n긴 질문 " + std::string(300, 'x') + ",답\n,\nx,y,z\n");
+  const auto r = run(fmt::format("data stats --model '{}' --data '{}' --prompt-template 'Q: {{q}}' --response-column a "
+                                 "--max-seq-len 24 --skip-bad-rows", model, csv.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_CONTAINS(r.output, "3 rows read");
+  EXPECT_CONTAINS(r.output, "1 kept");
+  EXPECT_CONTAINS(r.output, "truncation removed every response token");
+  EXPECT_CONTAINS(r.output, "empty response");
+  EXPECT_CONTAINS(r.output, "1  malformed rows");
+  EXPECT_CONTAINS(r.output, "warning: raise max_seq_len");
 }
