@@ -75,6 +75,7 @@ void add_data_options(CLI::App* cmd, DataArgs& args) {
   flags.push_back(cmd->add_flag("--train-on-prompt", args.config.train_on_prompt, "Take the loss on prompt tokens too"));
   flags.push_back(cmd->add_option("--eos-token", args.config.eos_token, "EOS appended to responses (default: the tokenizer's eos_token)"));
   flags.push_back(cmd->add_flag("!--no-eos", args.config.add_eos, "Append no EOS to responses"));
+  flags.push_back(cmd->add_option("--delimiter", args.config.delimiter, "CSV field delimiter, e.g. ';' or '\\t'"));
   flags.push_back(cmd->add_flag("--skip-bad-rows", args.config.skip_bad_rows,
                                 "Count and skip malformed rows (wrong field count, bad UTF-8, NUL, bad JSON) instead of stopping"));
   flags.push_back(cmd->add_option("--response-column", args.config.response_column,

@@ -38,6 +38,19 @@ void append(Example& example, const std::vector<int32_t>& ids, bool trained) {
 
 }  // namespace
 
+ReaderOptions reader_options(const DataConfig& config) {
+  ReaderOptions options;
+  options.skip_bad_rows = config.skip_bad_rows;
+  if (!config.delimiter.empty()) {
+    const std::string d = config.delimiter == "\\t" ? "\t" : config.delimiter;
+    if (d.size() != 1 || d == "\"" || d == "\n" || d == "\r")
+      fail("data.delimiter '{}': expected one character other than a quote or line break, e.g. ';' or '\\t'",
+           config.delimiter);
+    options.delimiter = d[0];
+  }
+  return options;
+}
+
 ExampleBuilder::ExampleBuilder(const tokenizers::Tokenizer& tokenizer, DataConfig config, std::string where,
                                Split split)
     : tokenizer_(tokenizer), config_(std::move(config)), where_(std::move(where)), split_(split) {

@@ -39,13 +39,10 @@ struct DataConfig {
   double validation_fraction = 0;
   uint64_t seed = 42;
   bool skip_bad_rows = false;  // count and skip malformed rows instead of stopping
+  std::string delimiter;       // CSV field delimiter; "" = by extension (.csv ',', .tsv tab)
 };
 
-inline ReaderOptions reader_options(const DataConfig& config) {
-  ReaderOptions options;
-  options.skip_bad_rows = config.skip_bad_rows;
-  return options;
-}
+ReaderOptions reader_options(const DataConfig& config);
 
 // Every field of the recipe's `data` section, declared once: YAML key, value and help text. The
 // recipe reader, `--set data.key=value` and the resolved recipe all go through this list.
@@ -66,6 +63,7 @@ void visit_fields(DataConfig& c, Visitor&& v) {
   v("validation_value", c.validation_value, "the value of filter_column for validation rows");
   v("validation_fraction", c.validation_fraction, "else: this fraction of rows (by line) is validation");
   v("seed", c.seed, "seed of the validation fraction");
+  v("delimiter", c.delimiter, "CSV field delimiter, one character (default: ',' for .csv, tab for .tsv)");
   v("skip_bad_rows", c.skip_bad_rows, "count and skip malformed rows (wrong field count, bad UTF-8, bad JSON) instead of stopping");
 }
 

@@ -274,9 +274,8 @@ std::unique_ptr<RecordReader> open_records(const std::string& path, ReaderOption
   std::string extension = std::filesystem::path(path).extension().string();
   for (char& c : extension) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (!std::filesystem::exists(path)) fail("{}: no such file", path);
-  if (extension == ".csv") return std::make_unique<CsvReader>(path, options);
-  if (extension == ".tsv") {
-    options.delimiter = '\t';
+  if (extension == ".csv" || extension == ".tsv" || (options.delimiter && extension == ".txt")) {
+    if (!options.delimiter) options.delimiter = extension == ".tsv" ? '\t' : ',';
     return std::make_unique<CsvReader>(path, options);
   }
   if (extension == ".jsonl" || extension == ".json" || extension == ".ndjson")

@@ -20,7 +20,7 @@ struct Record {
 };
 
 struct ReaderOptions {
-  char delimiter = ',';                      // CSV only
+  char delimiter = 0;                        // CSV only; 0 = by extension (.csv ',', .tsv tab)
   size_t max_field_bytes = 16u << 20;        // a longer field is an error (likely a broken quote)
   bool skip_bad_rows = false;  // count and skip rows with a wrong field count, bad UTF-8, NUL bytes, bad JSON
 };

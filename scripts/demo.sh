@@ -22,3 +22,8 @@ if [ -f "$real/config.json" ]; then
   build/lorakit tokenize --model "$real" --text '[|user|]
 로라야, 오늘 기분 어때? 😊[|endofturn|]'
 fi
+if [ -f ../shared/datasets/ohlora/OhLoRA_fine_tuning_25042213.csv ]; then
+  echo
+  echo "== lorakit data stats recipes/ohlora-polyglot-ko.yaml"
+  build/lorakit data stats recipes/ohlora-polyglot-ko.yaml
+fi

@@ -183,6 +183,13 @@ TEST(Records, CsvQuotingLineEndingsAndBom) {
   auto tab = open_records(tsv.string());
   ASSERT_TRUE(tab->next(r));
   EXPECT_EQ(r.fields["a"], "x,y");
+  DataConfig semicolons;
+  semicolons.delimiter = ";";
+  auto custom = open_records(scratch_file("semi.csv", "a;b\n\"x;1\";y\n").string(), reader_options(semicolons));
+  ASSERT_TRUE(custom->next(r));
+  EXPECT_EQ(r.fields["a"], "x;1");
+  semicolons.delimiter = "ab";
+  EXPECT_THROW(reader_options(semicolons), lorakit::Error);
 }
 
 TEST(Records, BadInputNamesFileLineColumn) {
