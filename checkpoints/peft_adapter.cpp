@@ -1,0 +1,123 @@
+#include "checkpoints/peft_adapter.h"
+
+#include <fstream>
+#include <unistd.h>
+
+#include <c10/core/GradMode.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "checkpoints/safetensors.h"
+#include "core/error.h"
+#include "core/format.h"
+#include "core/json_reader.h"
+
+namespace lorakit {
+namespace {
+
+namespace fs = std::filesystem;
+
+nlohmann::json target_modules_json(const lora::TargetModules& targets) {
+  if (!targets.regex.empty()) return targets.regex;
+  if (targets.names.size() == 1 && targets.names[0] == "all-linear") return "all-linear";
+  return targets.names;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+}  // namespace
+
+void save_peft_adapter(const fs::path& dir, const lora::LoraModel& lora, const std::string& base_model, bool overwrite) {
+  if (fs::exists(dir) && !overwrite)
+    fail("{}: already exists; hint: choose another output directory or pass --overwrite", dir.string());
+  const fs::path tmp = dir.parent_path() / fmt::format(".{}.tmp-{}", dir.filename().string(), ::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& [name, tensor] : lora.named_parameters())
+    tensors.emplace_back(name, tensor.detach().to(at::kCPU, at::kFloat).contiguous());
+  save_safetensors(tmp / "adapter_model.safetensors", tensors, {{"format", "pt"}});
+  // Only keys that exist since PEFT 0.10, so every PEFT version loads it (architectures.md 4.10).
+  nlohmann::json config = {
+      {"peft_type", "LORA"}, {"task_type", "CAUSAL_LM"}, {"base_model_name_or_path", base_model},
+      {"revision", nullptr}, {"inference_mode", true}, {"r", lora.config.r}, {"lora_alpha", lora.config.lora_alpha},
+      {"lora_dropout", lora.config.lora_dropout}, {"target_modules", target_modules_json(lora.config.target_modules)},
+      {"bias", "none"}, {"fan_in_fan_out", false}, {"use_rslora", lora.config.use_rslora}, {"use_dora", false},
+      {"init_lora_weights", true}, {"modules_to_save", nullptr}, {"layers_to_transform", nullptr},
+      {"layers_pattern", nullptr}, {"rank_pattern", nlohmann::json::object()},
+      {"alpha_pattern", nlohmann::json::object()}, {"megatron_config", nullptr}, {"megatron_core", "megatron.core"},
+      {"loftq_config", nlohmann::json::object()}, {"layer_replication", nullptr}};
+  std::ofstream(tmp / "adapter_config.json") << config.dump(2) << "\n";  // nlohmann sorts keys, as PEFT does
+  if (fs::exists(dir)) fs::remove_all(dir);
+  fs::rename(tmp, dir);
+}
+
+lora::LoraConfig read_peft_adapter_config(const fs::path& dir) {
+  const fs::path path = dir / "adapter_config.json";
+  if (!fs::exists(path))
+    fail("{}: no adapter_config.json; hint: pass the directory PeftModel.save_pretrained or lorakit wrote", dir.string());
+  const nlohmann::json json = JsonReader::parse_file(path.string());
+  const JsonReader config(json, path.string());
+  const std::string type = config.string("peft_type", "LORA");
+  if (type != "LORA") fail("{}: peft_type '{}' is not supported (lorakit reads LoRA adapters)", path.string(), type);
+  if (config.boolean("use_dora", false)) fail("{}: DoRA adapters (use_dora: true) are not supported", path.string());
+  if (config.boolean("fan_in_fan_out", false))
+    fail("{}: fan_in_fan_out adapters (GPT-2 Conv1D) are not supported", path.string());
+  lora::LoraConfig out;
+  out.r = config.integer("r", 8);
+  out.lora_alpha = config.number("lora_alpha", 8);
+  out.lora_dropout = config.number("lora_dropout", 0);
+  out.use_rslora = config.boolean("use_rslora", false);
+  const auto& targets = json.contains("target_modules") ? json["target_modules"] : nlohmann::json();
+  if (targets.is_string())
+    out.target_modules.regex = targets.get<std::string>();
+  else if (targets.is_array())
+    out.target_modules.names = targets.get<std::vector<std::string>>();
+  for (const char* key : {"rank_pattern", "alpha_pattern"})
+    if (json.contains(key) && json[key].is_object() && !json[key].empty())
+      fail("{}: {} is not supported yet (per-module ranks or alphas)", path.string(), key);
+  return out;
+}
+
+void load_peft_adapter_weights(const fs::path& dir, lora::LoraModel& lora) {
+  const fs::path path = dir / "adapter_model.safetensors";
+  if (!fs::exists(path))
+    fail("{}: no adapter_model.safetensors{}", dir.string(),
+         fs::exists(dir / "adapter_model.bin") ? " (only adapter_model.bin: save with safe_serialization=True)" : "");
+  const SafetensorsFile file(path);
+  std::vector<std::string> problems;
+  std::vector<std::string> used;
+  c10::NoGradGuard no_grad;
+  for (auto& [name, parameter] : lora.named_parameters()) {
+    const SafetensorsEntry* entry = file.find(name);
+    if (!entry) {
+      problems.push_back(fmt::format("missing {}", name));
+      continue;
+    }
+    used.push_back(name);
+    const std::vector<int64_t> want(parameter.sizes().begin(), parameter.sizes().end());
+    if (entry->shape != want) {
+      problems.push_back(fmt::format("{}: the adapter has {}, this model needs {}", name, shape_text(entry->shape),
+                                     shape_text(want)));
+      continue;
+    }
+    at::Tensor target = parameter;
+    target.copy_(file.tensor(name));
+  }
+  for (const auto& entry : file.entries())
+    if (std::find(used.begin(), used.end(), entry.name) == used.end())
+      problems.push_back(fmt::format("unexpected {} (no such LoRA module in this model)", entry.name));
+  if (!problems.empty()) {
+    std::string list;
+    for (size_t i = 0; i < problems.size() && i < 12; ++i) list += (i ? "; " : "") + problems[i];
+    if (problems.size() > 12) list += fmt::format("; and {} more", problems.size() - 12);
+    fail("{}: the adapter does not fit this model ({} problems): {}; hint: was it trained on another base model "
+         "or with other target_modules?", path.string(), problems.size(), list);
+  }
+}
+
+}  // namespace lorakit

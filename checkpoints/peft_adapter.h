@@ -1,0 +1,26 @@
+// PEFT adapter directories, in and out: adapter_model.safetensors (float32, keys
+// "base_model.model.<module>.lora_A.weight") and adapter_config.json, as PeftModel.save_pretrained
+// writes them and PeftModel.from_pretrained reads them (architectures.md 4.9-4.11).
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "lora/lora.h"
+
+namespace lorakit {
+
+// Writes `dir` atomically (a temporary sibling directory renamed into place). `base_model` goes to
+// base_model_name_or_path. An existing `dir` is an error unless `overwrite`.
+void save_peft_adapter(const std::filesystem::path& dir, const lora::LoraModel& lora, const std::string& base_model,
+                       bool overwrite = false);
+
+// adapter_config.json -> LoraConfig (errors name the file and key; only LoRA adapters).
+lora::LoraConfig read_peft_adapter_config(const std::filesystem::path& dir);
+
+// Copies the adapter's tensors into `lora`'s parameters. Every adapter parameter must be in the file
+// and every LoRA tensor in the file must belong to an adapter; shapes must agree. One message lists
+// every problem with module names and both shapes.
+void load_peft_adapter_weights(const std::filesystem::path& dir, lora::LoraModel& lora);
+
+}  // namespace lorakit
