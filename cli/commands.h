@@ -11,5 +11,6 @@ void add_tokenize(CLI::App& app);
 void add_detokenize(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_data(CLI::App& app);
+void add_train(CLI::App& app);
 
 }  // namespace lorakit::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   lorakit::cli::add_detokenize(app);
   lorakit::cli::add_eval(app);
   lorakit::cli::add_data(app);
+  lorakit::cli::add_train(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -2,8 +2,15 @@
 """Writes a tiny random Hugging Face model directory (config.json + model.safetensors) with
 transformers, shaped like EXAONE-4.0-1.2B or polyglot-ko-1.3b but small, for demos and smoke tests.
 
+With --tokenizer-corpus CSV it also trains a small byte-level BPE tokenizer (HF `tokenizers`) on the
+CSV's text, saves it beside the weights and sizes the vocabulary to it: a complete model directory
+for the demo, made without downloads.
+
 Usage: .venv/bin/python scripts/make_tiny_model.py --model-type exaone4 --out build/demo/tiny-exaone4
+       [--tokenizer-corpus tests/fixtures/demo_ko_qa.csv]
 """
+import csv
+import sys
 import argparse
 import os
 import shutil
@@ -33,12 +40,28 @@ def main():
     parser.add_argument("--model-type", choices=sorted(CONFIGS), default="exaone4")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tokenizer-corpus", type=Path, help="CSV whose text trains a tokenizer saved with the model")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    model = AutoModelForCausalLM.from_config(CONFIGS[args.model_type]())
+    config = CONFIGS[args.model_type]()
+    tokenizer = None
+    if args.tokenizer_corpus:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from tokenizer_oracle import train_byte_level
+        from transformers import PreTrainedTokenizerFast
+        with open(args.tokenizer_corpus, newline="", encoding="utf-8") as f:
+            texts = [value for row in csv.reader(f) for value in row]
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=train_byte_level(texts, vocab_size=600),
+                                            eos_token="</s>", bos_token="<s>", pad_token="<|pad|>")
+        config.vocab_size = len(tokenizer)
+        config.pad_token_id, config.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+        config.bos_token_id = tokenizer.bos_token_id
+    model = AutoModelForCausalLM.from_config(config)
     tmp = args.out.with_name(args.out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
     shutil.rmtree(args.out, ignore_errors=True)
     os.replace(tmp, args.out)
     print(f"wrote a tiny random {args.model_type} model ({model.num_parameters():,} parameters) to {args.out}")

@@ -61,13 +61,13 @@ TEST(Recipes, ReadOverrideAndWriteBack) {
 TEST(Recipes, EveryProblemReportedWithLineAndHint) {
   const auto path = scratch("bad.yaml",
                             "model:\n  path: m\n  dtyp: bf16\ndata:\n  path: d.csv\n  max_seq_len: lots\n"
-                            "  add_eos: maybe\nlora:\n  r: 16\n");
+                            "  add_eos: maybe\nlroa:\n  r: 16\n");
   const std::string e = error_of(path.string());
   EXPECT_CONTAINS(e, "4 problems in the recipe");  // all of them at once
   EXPECT_CONTAINS(e, "bad.yaml:3:3: unknown key 'model.dtyp' (did you mean 'dtype'?)");
   EXPECT_CONTAINS(e, "bad.yaml:6:16: data.max_seq_len: expected an integer, found 'lots'");
   EXPECT_CONTAINS(e, "bad.yaml:7:12: data.add_eos: expected true or false, found 'maybe'");
-  EXPECT_CONTAINS(e, "bad.yaml:8:1: unknown section 'lora'");
+  EXPECT_CONTAINS(e, "bad.yaml:8:1: unknown section 'lroa' (did you mean 'lora'?)");
   EXPECT_CONTAINS(error_of(scratch("syntax.yaml", "model: [unclosed\n").string()), "syntax.yaml:");
   EXPECT_CONTAINS(error_of(scratch("nomodel.yaml", "data:\n  path: x.csv\n").string()), "model.path is missing");
   EXPECT_CONTAINS(error_of(scratch("ok.yaml", "model:\n  path: m\ndata:\n  path: d\n").string(), {"data.max_seq_len"}),

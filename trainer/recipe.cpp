@@ -15,7 +15,8 @@ namespace fs = std::filesystem;
 
 template <typename T>
 const char* type_name() {
-  if constexpr (std::is_same_v<T, bool>) return "true or false";
+  if constexpr (std::is_same_v<T, lora::TargetModules>) return "a list of module names or a regex string";
+  else if constexpr (std::is_same_v<T, bool>) return "true or false";
   else if constexpr (std::is_integral_v<T>) return "an integer";
   else if constexpr (std::is_floating_point_v<T>) return "a number";
   else return "a string";
@@ -41,6 +42,21 @@ void read_section(const YAML::Node& node, const std::string& name, const std::st
     const YAML::Node value = node[key];
     if (!value) return;
     using T = std::decay_t<decltype(field)>;
+    if constexpr (std::is_same_v<T, lora::TargetModules>) {
+      field = {};
+      if (value.IsSequence()) {
+        for (const auto& item : value) field.names.push_back(item.as<std::string>());
+      } else if (value.IsScalar()) {
+        // A string is a regex, as in PEFT; "all-linear" is PEFT's keyword.
+        if (value.Scalar() == "all-linear")
+          field.names = {"all-linear"};
+        else
+          field.regex = value.Scalar();
+      } else {
+        problems.push_back(fmt::format("{}: {}.{}: expected {}", where_of(source, value), name, key, type_name<T>()));
+      }
+      return;
+    } else {
     if (!value.IsScalar()) {
       problems.push_back(fmt::format("{}: {}.{}: expected {}, found a {}", where_of(source, value), name, key,
                                      type_name<T>(), value.IsSequence() ? "list" : "mapping"));
@@ -51,6 +67,7 @@ void read_section(const YAML::Node& node, const std::string& name, const std::st
     } catch (const YAML::Exception&) {
       problems.push_back(fmt::format("{}: {}.{}: expected {}, found '{}'", where_of(source, value), name, key,
                                      type_name<T>(), value.Scalar()));
+    }
     }
   });
   for (const auto& entry : node) {
@@ -64,7 +81,21 @@ void read_section(const YAML::Node& node, const std::string& name, const std::st
 template <typename Section>
 void write_section(YAML::Emitter& out, const char* name, Section& section) {
   out << YAML::Key << name << YAML::Value << YAML::BeginMap;
-  visit_fields(section, [&](const char* key, auto& field, const char*) { out << YAML::Key << key << YAML::Value << field; });
+  visit_fields(section, [&](const char* key, auto& field, const char*) {
+    using T = std::decay_t<decltype(field)>;
+    out << YAML::Key << key << YAML::Value;
+    if constexpr (std::is_same_v<T, lora::TargetModules>) {
+      if (!field.regex.empty()) {
+        out << field.regex;
+      } else {
+        out << YAML::Flow << YAML::BeginSeq;
+        for (const auto& n : field.names) out << n;
+        out << YAML::EndSeq;
+      }
+    } else {
+      out << field;
+    }
+  });
   out << YAML::EndMap;
 }
 
@@ -72,7 +103,10 @@ void write_section(YAML::Emitter& out, const char* name, Section& section) {
 template <typename F>
 void for_each_section(Recipe& recipe, F&& f) {
   f("model", recipe.model);
+  f("lora", recipe.lora);
   f("data", recipe.data);
+  f("train", recipe.train);
+  f("output", recipe.output);
 }
 
 std::string resolve_path(const std::string& value, const fs::path& base) {
@@ -109,7 +143,7 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
   for (const auto& entry : root) {
     const std::string name = entry.first.as<std::string>();
     if (std::find(sections.begin(), sections.end(), name) == sections.end())
-      problems.push_back(fmt::format("{}: unknown section '{}'{} (sections: model, data)", where_of(path, entry.first),
+      problems.push_back(fmt::format("{}: unknown section '{}'{} (sections: model, lora, data, train, output)", where_of(path, entry.first),
                                      name, did_you_mean(name, sections)));
   }
   if (!problems.empty()) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "data/examples.h"
+#include "lora/lora.h"
 
 namespace lorakit::trainer {
 
@@ -22,10 +23,74 @@ void visit_fields(ModelSection& c, Visitor&& v) {
   v("dtype", c.dtype, "weights' dtype: fp32, bf16 or fp16");
 }
 
+// The `train` section: HF TrainingArguments' names where one exists.
+struct TrainSection {
+  int64_t num_train_epochs = 1;
+  int64_t max_steps = 0;                    // > 0: stop after this many optimizer steps
+  int64_t per_device_train_batch_size = 4;  // rows per micro-batch
+  int64_t gradient_accumulation_steps = 1;
+  double learning_rate = 2e-4;
+  double weight_decay = 0.0;
+  double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_epsilon = 1e-8;
+  std::string lr_scheduler_type = "linear";  // constant | linear | cosine
+  int64_t warmup_steps = 0;
+  double warmup_ratio = 0.0;
+  double max_grad_norm = 1.0;               // 0: no clipping
+  uint64_t seed = 42;
+  int64_t eval_steps = 0;                   // 0: evaluate at the end of each epoch (when there is validation data)
+  int64_t early_stopping_patience = 0;      // evaluations without improvement before stopping; 0: off
+  std::string precision = "fp32";           // fp32 | bf16 | fp16 (LoRA weights stay fp32)
+  std::string device = "cpu";               // cpu | cuda
+  int64_t shuffle_buffer = 10000;
+  bool packing = false;
+  int64_t logging_steps = 1;
+  int64_t save_steps = 0;                   // 0: only the final adapter
+  int64_t save_total_limit = 2;             // checkpoints kept
+};
+
+template <typename Visitor>
+void visit_fields(TrainSection& c, Visitor&& v) {
+  v("num_train_epochs", c.num_train_epochs, "passes over the training data");
+  v("max_steps", c.max_steps, "stop after this many optimizer steps (0: run the epochs)");
+  v("per_device_train_batch_size", c.per_device_train_batch_size, "rows per micro-batch");
+  v("gradient_accumulation_steps", c.gradient_accumulation_steps, "micro-batches per optimizer step");
+  v("learning_rate", c.learning_rate, "peak learning rate of AdamW");
+  v("weight_decay", c.weight_decay, "AdamW weight decay");
+  v("adam_beta1", c.adam_beta1, "AdamW beta1");
+  v("adam_beta2", c.adam_beta2, "AdamW beta2");
+  v("adam_epsilon", c.adam_epsilon, "AdamW epsilon");
+  v("lr_scheduler_type", c.lr_scheduler_type, "constant, linear or cosine (after warmup)");
+  v("warmup_steps", c.warmup_steps, "linear warmup steps");
+  v("warmup_ratio", c.warmup_ratio, "warmup as a fraction of all steps (when warmup_steps is 0)");
+  v("max_grad_norm", c.max_grad_norm, "clip the gradient norm to this (0: no clipping)");
+  v("seed", c.seed, "seed of LoRA initialisation, shuffling and dropout");
+  v("eval_steps", c.eval_steps, "evaluate every N optimizer steps (0: at the end of each epoch)");
+  v("early_stopping_patience", c.early_stopping_patience, "stop after N evaluations without a better validation loss (0: off)");
+  v("precision", c.precision, "fp32, bf16 or fp16 (fp16 with dynamic loss scaling); LoRA weights stay fp32");
+  v("device", c.device, "cpu or cuda");
+  v("shuffle_buffer", c.shuffle_buffer, "examples held for shuffling (1: file order)");
+  v("packing", c.packing, "pack short examples into rows of max_seq_len tokens");
+  v("logging_steps", c.logging_steps, "print a progress line every N steps when not on a terminal");
+  v("save_steps", c.save_steps, "save a resumable checkpoint every N steps (0: only at the end)");
+  v("save_total_limit", c.save_total_limit, "checkpoints kept (the newest)");
+}
+
+struct OutputSection {
+  std::string dir = "runs/run";  // the run directory
+};
+
+template <typename Visitor>
+void visit_fields(OutputSection& c, Visitor&& v) {
+  v("dir", c.dir, "run directory: adapter/, checkpoints/, metrics.h5, metrics.csv, summary.json, recipe.yaml");
+}
+
 struct Recipe {
   std::string source;  // the file it was read from ("" when built from flags)
   ModelSection model;
+  lora::LoraConfig lora;
   data::DataConfig data;
+  TrainSection train;
+  OutputSection output;
 };
 
 // Reads `path`, then applies `overrides` ("data.max_seq_len=512"). Relative model and data paths
