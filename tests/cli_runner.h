@@ -20,8 +20,9 @@ struct Result {
   std::string output;  // stdout and stderr together
 };
 
-inline Result run(const std::string& args) {
-  const std::string command = fmt::format("{} {} 2>&1", lorakit_bin(), args);
+// Runs a shell command; stdout and stderr together.
+inline Result run_command(const std::string& command_line) {
+  const std::string command = command_line + " 2>&1";
   FILE* pipe = ::popen(command.c_str(), "r");
   std::string output;
   char buffer[4096];
@@ -30,6 +31,8 @@ inline Result run(const std::string& args) {
   const int status = ::pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
+
+inline Result run(const std::string& args) { return run_command(fmt::format("{} {}", lorakit_bin(), args)); }
 
 #define EXPECT_CONTAINS(haystack, needle) \
   EXPECT_NE((haystack).find(needle), std::string::npos) << "expected '" << (needle) << "' in:\n" << (haystack)

@@ -84,8 +84,12 @@ void check_case(const std::string& name) {
   }
   EXPECT_EQ(differing, 0u) << name << ": " << differing << " of " << checked << " texts differ from transformers";
   EXPECT_EQ(tokenizer.vocab_size(), (*c)["vocab_size"].get<int64_t>()) << name;
-  if (!(*c)["eos_token_id"].is_null()) EXPECT_EQ(tokenizer.special().eos, (*c)["eos_token_id"].get<int32_t>()) << name;
-  if (!(*c)["bos_token_id"].is_null()) EXPECT_EQ(tokenizer.special().bos, (*c)["bos_token_id"].get<int32_t>()) << name;
+  if (!(*c)["eos_token_id"].is_null()) {
+    EXPECT_EQ(tokenizer.special().eos, (*c)["eos_token_id"].get<int32_t>()) << name;
+  }
+  if (!(*c)["bos_token_id"].is_null()) {
+    EXPECT_EQ(tokenizer.special().bos, (*c)["bos_token_id"].get<int32_t>()) << name;
+  }
   std::printf("%s: %zu texts, %zu identical to transformers\n", name.c_str(), checked, checked - differing);
 }
 

@@ -1,0 +1,230 @@
+// `lorakit train` against PEFT + transformers (scripts/train_oracle.py): the same 10 optimizer steps
+// (AdamW, linear warmup schedule, clipping, gradient accumulation 2) give the same per-step losses
+// and the same final adapter. A run killed after a checkpoint and resumed reproduces the
+// uninterrupted run; metrics.h5 can be read by h5py while a run writes it; bad recipes fail before
+// a run directory exists.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "checkpoints/safetensors.h"
+#include "tests/cli_runner.h"
+#include "tests/tensor_compare.h"
+#include "tests/test_paths.h"
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using lorakit::SafetensorsFile;
+using lorakit::testing::compare;
+using lorakit::testing::run;
+
+namespace {
+
+fs::path oracle_dir() { return fs::path(lorakit::testing::parity_dir()).parent_path() / "train"; }
+
+std::vector<double> losses_of(const fs::path& run_dir) {
+  std::ifstream in(run_dir / "metrics.csv");
+  std::string line;
+  std::getline(in, line);  // header: step,epoch,loss,...
+  std::vector<double> out;
+  while (std::getline(in, line)) {
+    const size_t a = line.find(','), b = line.find(',', a + 1);
+    out.push_back(std::stod(line.substr(b + 1, line.find(',', b + 1) - b - 1)));
+  }
+  return out;
+}
+
+std::string train_args(const fs::path& run_dir, const std::string& extra = "") {
+  return fmt::format("train '{}' --adapter '{}' --set output.dir='{}' {}", (oracle_dir() / "recipe.yaml").string(),
+                     (oracle_dir() / "init_adapter").string(), run_dir.string(), extra);
+}
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("lorakit_test_train_{}", ::getpid()) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir.parent_path());
+  return dir;
+}
+
+// Starts lorakit with `args` (split on spaces, no quoting) in the background.
+pid_t spawn(const std::vector<std::string>& args) {
+  std::vector<std::string> argv_strings = {lorakit::testing::lorakit_bin()};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& s : argv_strings) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  EXPECT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
+}
+
+bool wait_for(const fs::path& path, pid_t pid, double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    if (fs::exists(path)) return true;
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) return fs::exists(path);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return false;
+}
+
+void expect_same_adapter(const fs::path& a, const fs::path& b, double atol) {
+  const SafetensorsFile x(a / "adapter_model.safetensors"), y(b / "adapter_model.safetensors");
+  ASSERT_EQ(x.entries().size(), y.entries().size());
+  double worst = 0;
+  for (const auto& entry : y.entries()) {
+    ASSERT_TRUE(x.find(entry.name)) << entry.name;
+    const auto c = compare(x.tensor(entry.name), y.tensor(entry.name), atol);
+    EXPECT_TRUE(c.ok()) << entry.name << ": " << c.first_mismatch;
+    worst = std::max(worst, c.max_abs);
+  }
+  std::printf("adapter tensors: max abs difference %.3e over %zu tensors\n", worst, y.entries().size());
+}
+
+}  // namespace
+
+TEST(Train, MatchesPeftStepForStep) {
+  ASSERT_TRUE(fs::exists(oracle_dir() / "expected.json")) << "no oracle output at " << oracle_dir();
+  const fs::path dir = scratch("parity");
+  const auto r = run(train_args(dir));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_CONTAINS(r.output, "trainable params: ");
+  const auto expected = nlohmann::json::parse(std::ifstream(oracle_dir() / "expected.json"))["losses"].get<std::vector<double>>();
+  const auto got = losses_of(dir);
+  ASSERT_EQ(got.size(), expected.size());
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double rel = std::abs(got[i] - expected[i]) / std::abs(expected[i]);
+    EXPECT_LE(rel, 1e-4) << "step " << i + 1 << ": lorakit " << got[i] << ", PEFT " << expected[i];
+    worst = std::max(worst, rel);
+  }
+  std::printf("10 steps: worst relative loss difference %.3e\n", worst);
+  expect_same_adapter(dir / "adapter", oracle_dir() / "final_adapter", 1e-4);
+  const auto config = nlohmann::json::parse(std::ifstream(dir / "adapter" / "adapter_config.json"));
+  EXPECT_EQ(config["base_model_name_or_path"], (oracle_dir() / "model").string());
+  const auto summary = nlohmann::json::parse(std::ifstream(dir / "summary.json"));
+  EXPECT_EQ(summary["steps"], 10);
+  EXPECT_DOUBLE_EQ(summary["final_loss"].get<double>(), got.back());
+  EXPECT_TRUE(fs::exists(dir / "recipe.yaml"));
+  EXPECT_TRUE(fs::exists(dir / "checkpoints" / "step-8"));
+  EXPECT_TRUE(fs::exists(dir / "checkpoints" / "step-4"));
+  // An existing run directory is never replaced by accident.
+  const auto again = run(train_args(dir));
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_CONTAINS(again.output, "the run directory exists");
+}
+
+TEST(Train, KilledAfterACheckpointResumesIdentically) {
+  ASSERT_TRUE(fs::exists(oracle_dir() / "expected.json"));
+  const std::string longer = "--set train.max_steps=40 --set train.num_train_epochs=10 --set train.save_steps=3";
+  const fs::path whole = scratch("whole"), killed = scratch("killed"), stopped = scratch("stopped");
+  ASSERT_EQ(run(train_args(whole, longer)).exit_code, 0);
+  const auto reference = losses_of(whole);
+  ASSERT_EQ(reference.size(), 40u);
+
+  // SIGKILL once a checkpoint exists: nothing is saved at the kill; --resume starts from the newest.
+  std::vector<std::string> args = {"train", (oracle_dir() / "recipe.yaml").string(), "--adapter",
+                                   (oracle_dir() / "init_adapter").string(), "--set", "output.dir=" + killed.string(),
+                                   "--set", "train.max_steps=40", "--set", "train.num_train_epochs=10", "--set",
+                                   "train.save_steps=3"};
+  pid_t pid = spawn(args);
+  ASSERT_TRUE(wait_for(killed / "checkpoints" / "step-6", pid, 60));
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  const auto resumed = run(train_args(killed, longer + " --resume"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_CONTAINS(resumed.output, "resuming");
+  EXPECT_EQ(losses_of(killed), reference) << "per-step losses differ after resume";
+  expect_same_adapter(killed / "adapter", whole / "adapter", 0);
+
+  // SIGTERM: the step finishes, a checkpoint is saved, exit 130; --resume finishes identically.
+  args[5] = "output.dir=" + stopped.string();
+  pid = spawn(args);
+  ASSERT_TRUE(wait_for(stopped / "metrics.csv", pid, 60));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ::kill(pid, SIGTERM);
+  waitpid(pid, &status, 0);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 130) {
+    EXPECT_FALSE(fs::exists(stopped / "adapter"));
+  }
+  ASSERT_EQ(run(train_args(stopped, longer + " --resume")).exit_code, 0);
+  EXPECT_EQ(losses_of(stopped), reference);
+  expect_same_adapter(stopped / "adapter", whole / "adapter", 0);
+}
+
+TEST(Train, MetricsReadableByH5pyWhileRunning) {
+  ASSERT_TRUE(fs::exists(oracle_dir() / "expected.json"));
+  const fs::path dir = scratch("live");
+  pid_t pid = spawn({"train", (oracle_dir() / "recipe.yaml").string(), "--set", "output.dir=" + dir.string(), "--set",
+                     "train.max_steps=400", "--set", "train.num_train_epochs=100", "--set", "train.save_steps=0"});
+  ASSERT_TRUE(wait_for(dir / "metrics.h5", pid, 60));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const std::string script = fmt::format(
+      "import h5py, time\n"
+      "for attempt in range(50):\n"
+      "    try:\n"
+      "        with h5py.File('{}', 'r') as f:\n"
+      "            print(len(f['step']), len(f['loss']), float(f['loss'][-1]), sorted(f.keys()))\n"
+      "        break\n"
+      "    except (OSError, BlockingIOError):\n"
+      "        time.sleep(0.01)\n",
+      (dir / "metrics.h5").string());
+  const fs::path py = dir.parent_path() / "read_h5.py";
+  std::ofstream(py) << script;
+  int status = 0;
+  const bool running_before = waitpid(pid, &status, WNOHANG) == 0;
+  const auto read = lorakit::testing::run_command(fmt::format("{} {}", lorakit::testing::venv_python(), py.string()));
+  const bool running_after = waitpid(pid, &status, WNOHANG) == 0;
+  ::kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(running_before && running_after) << "the run ended before h5py read the file";
+  EXPECT_EQ(read.exit_code, 0) << read.output;
+  EXPECT_CONTAINS(read.output, "'eval', 'grad_norm', 'loss', 'lr', 'mem_allocated_bytes', 'mem_peak_bytes', "
+                               "'mem_reserved_bytes', 'step', 'tokens_per_s'");
+  const int rows = std::atoi(read.output.c_str());
+  EXPECT_GT(rows, 0) << read.output;
+  EXPECT_LT(rows, 400) << read.output;
+}
+
+TEST(Train, BadRecipesFailBeforeTheRunDirectoryExists) {
+  ASSERT_TRUE(fs::exists(oracle_dir() / "expected.json"));
+  const fs::path dir = scratch("bad");
+  const auto target = run(train_args(dir, "--set 'lora.target_modules=[q_prj]'"));
+  EXPECT_NE(target.exit_code, 0);
+  EXPECT_CONTAINS(target.output, "lora.target_modules [q_prj] matches no module");
+  EXPECT_CONTAINS(target.output, "did you mean 'q_proj'");
+  const auto model = run(train_args(dir, "--set model.path=/nonexistent/model"));
+  EXPECT_NE(model.exit_code, 0);
+  EXPECT_CONTAINS(model.output, "/nonexistent/model");
+  const fs::path empty = scratch("empty-model");
+  fs::create_directories(empty);
+  std::ofstream(empty / "tokenizer.json") << "{}";
+  const auto files = run(train_args(dir, "--set model.path=" + empty.string()));
+  EXPECT_NE(files.exit_code, 0);
+  EXPECT_CONTAINS(files.output, "tokenizer.json");
+  const auto type = run(train_args(dir, "--set train.learning_rate=fast"));
+  EXPECT_NE(type.exit_code, 0);
+  EXPECT_CONTAINS(type.output, "train.learning_rate: expected a number, found 'fast'");
+  const auto unknown = run(train_args(dir, "--set train.lerning_rate=0.1"));
+  EXPECT_CONTAINS(unknown.output, "unknown key 'train.lerning_rate' (did you mean 'learning_rate'?)");
+  const auto scheduler = run(train_args(dir, "--set train.lr_scheduler_type=step"));
+  EXPECT_CONTAINS(scheduler.output, "train.lr_scheduler_type 'step'");
+  EXPECT_FALSE(fs::exists(dir)) << "a failed start left a run directory behind";
+}
