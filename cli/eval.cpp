@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoints/hf_model.h"
+#include "checkpoints/peft_adapter.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/error.h"
@@ -22,7 +23,7 @@ namespace lorakit::cli {
 namespace {
 
 struct EvalArgs {
-  std::string dtype = "fp32";
+  std::string dtype = "fp32", adapter;
   DataArgs data;
   bool json = false;
 };
@@ -37,6 +38,11 @@ void run_eval(const EvalArgs& args) {
 
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<CausalLM> model = load_hf_model(model_dir, {parse_dtype(args.dtype), at::kCPU});
+  if (!args.adapter.empty()) {
+    auto lora = lora::inject_lora(*model, read_peft_adapter_config(args.adapter), 0);
+    load_peft_adapter_weights(args.adapter, lora);
+    lora.set_training(false);
+  }
   c10::InferenceMode inference;
   double loss_sum = 0;
   int64_t tokens = 0, examples = 0, skipped = 0, truncated = 0;
@@ -91,6 +97,7 @@ void add_eval(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("eval", "Mean token loss and perplexity of a model over a CSV/JSONL file");
   add_data_options(cmd, args->data);
   cmd->add_option("--dtype", args->dtype, "fp32, bf16 or fp16")->capture_default_str();
+  cmd->add_option("--adapter", args->adapter, "PEFT adapter directory (lorakit's or PeftModel.save_pretrained's) applied to the model");
   cmd->add_flag("--json", args->json, "Print {\"loss\", \"perplexity\", \"tokens\", \"examples\", ...} as JSON");
   cmd->callback([args] { run_eval(*args); });
 }

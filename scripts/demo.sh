@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# The main job on an embedded default. Until training lands: make a tiny EXAONE 4.0 model with
-# transformers, inspect it, run a forward pass on it; and inspect the real EXAONE-4.0-1.2B config
-# when ../shared has it.
+# The main job on the embedded default: make a tiny EXAONE-architecture model with its tokenizer
+# (transformers + HF tokenizers, no downloads), then `lorakit train recipes/demo.yaml` on a small Korean
+# CSV the project ships, on the CPU, into runs/demo/. Then a few more commands on the real
+# EXAONE-4.0-1.2B and polyglot-ko files when ../shared has them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-model=build/demo/tiny-exaone4
-[ -f "$model/model.safetensors" ] || .venv/bin/python scripts/make_tiny_model.py --model-type exaone4 --out "$model"
+model=build/demo/tiny-exaone4-ko
+[ -f "$model/tokenizer.json" ] || .venv/bin/python scripts/make_tiny_model.py --model-type exaone4 --out "$model" \
+  --tokenizer-corpus tests/fixtures/demo_ko_qa.csv
 echo "== lorakit inspect $model"
 build/lorakit inspect "$model"
 echo
-echo "== lorakit forward $model --ids 1,17,42,99,5"
-build/lorakit forward "$model" --ids 1,17,42,99,5
+echo "== lorakit train recipes/demo.yaml --overwrite"
+build/lorakit train recipes/demo.yaml --overwrite
+echo
+echo "== lorakit eval on the validation rows: the base model, then with the trained adapter"
+build/lorakit eval --recipe recipes/demo.yaml --set data.filter_value=valid
+build/lorakit eval --recipe recipes/demo.yaml --set data.filter_value=valid --adapter runs/demo/adapter
+echo
+echo "The adapter (PEFT format; PeftModel.from_pretrained loads it): runs/demo/adapter"
 real=../shared/models/EXAONE-4.0-1.2B
 if [ -f "$real/config.json" ]; then
   echo

@@ -228,3 +228,17 @@ TEST(Train, BadRecipesFailBeforeTheRunDirectoryExists) {
   EXPECT_CONTAINS(scheduler.output, "train.lr_scheduler_type 'step'");
   EXPECT_FALSE(fs::exists(dir)) << "a failed start left a run directory behind";
 }
+
+TEST(Train, EarlyStoppingOnValidationLoss) {
+  ASSERT_TRUE(fs::exists(oracle_dir() / "expected.json"));
+  const fs::path dir = scratch("early");
+  const auto r = run(train_args(dir, "--set data.validation_fraction=0.25 --set train.eval_steps=1 "
+                                     "--set train.early_stopping_patience=1 --set train.learning_rate=1.0 "
+                                     "--set train.warmup_steps=0"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_CONTAINS(r.output, "eval step 1: loss");
+  EXPECT_CONTAINS(r.output, "early stopping: no better validation loss in 1 evaluations");
+  const auto summary = nlohmann::json::parse(std::ifstream(dir / "summary.json"));
+  EXPECT_LT(summary["steps"].get<int>(), 10);
+  EXPECT_TRUE(summary["best_eval_loss"].is_number());
+}
