@@ -302,9 +302,20 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   auto lora = lora::inject_lora(*model, recipe.lora, t.seed);
   if (!options.adapter.empty()) load_peft_adapter_weights(options.adapter, lora);
   say(lora.trainable_line() + "\n");
-  say(fmt::format("LoRA on {} modules (r={}, lora_alpha={}, scaling {:.4g}): {}{}\n", lora.adapters.size(), lora.config.r,
-                  lora.config.lora_alpha, lora.config.scaling(), lora.adapters.front().module,
-                  lora.adapters.size() > 1 ? fmt::format(" ... {}", lora.adapters.back().module) : ""));
+  {
+    // The matched modules, grouped by their last name: "q_proj x4, k_proj x4 (model.layers.0-3)".
+    std::vector<std::pair<std::string, int>> groups;
+    for (const auto& a : lora.adapters) {
+      const std::string last = a.module.substr(a.module.rfind('.') + 1);
+      auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == last; });
+      if (it == groups.end()) groups.emplace_back(last, 1); else ++it->second;
+    }
+    std::string list;
+    for (const auto& [name, count] : groups) list += fmt::format("{}{} x{}", list.empty() ? "" : ", ", name, count);
+    say(fmt::format("LoRA on {} modules (r={}, lora_alpha={}, scaling {:.4g}): {}; first {}, last {}\n",
+                    lora.adapters.size(), lora.config.r, lora.config.lora_alpha, lora.config.scaling(), list,
+                    lora.adapters.front().module, lora.adapters.back().module));
+  }
   std::vector<at::Tensor> params;
   for (auto& [name, p] : lora.named_parameters()) params.push_back(p);
   AdamW adam{t.adam_beta1, t.adam_beta2, t.adam_epsilon, t.weight_decay, 0, {}, {}};
