@@ -12,5 +12,7 @@ void add_detokenize(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_data(CLI::App& app);
 void add_train(CLI::App& app);
+void add_merge(CLI::App& app);
+void add_generate(CLI::App& app);
 
 }  // namespace lorakit::cli

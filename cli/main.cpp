@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   lorakit::cli::add_eval(app);
   lorakit::cli::add_data(app);
   lorakit::cli::add_train(app);
+  lorakit::cli::add_merge(app);
+  lorakit::cli::add_generate(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

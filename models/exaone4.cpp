@@ -157,17 +157,24 @@ class Exaone4ForCausalLM final : public CausalLM {
 
   at::Tensor embed(const at::Tensor& input_ids) const override { return at::embedding(embed_tokens_, input_ids); }
 
-  at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& attention_mask) const override {
+  at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& attention_mask, KVCache* cache) const override {
     const int64_t B = embeds.size(0), T = embeds.size(1), D = cfg_.head_dim;
-    at::Tensor positions = at::arange(T, embeds.options().dtype(at::kLong)).unsqueeze(0);  // (1, T)
-    auto [cos, sin] = rope_cos_sin(positions, inv_freq_, embeds.scalar_type());           // (1, T, D)
-    at::Tensor full_mask = attention_mask_4d(attention_mask, T, 0, embeds.options());
-    at::Tensor sliding_mask;
-    if (cfg_.sliding_window > 0) sliding_mask = attention_mask_4d(attention_mask, T, cfg_.sliding_window, embeds.options());
+    const int64_t past = cache ? cache->length : 0;
+    at::Tensor positions = at::arange(past, past + T, embeds.options().dtype(at::kLong)).unsqueeze(0);  // (1, T)
+    auto [cos, sin] = rope_cos_sin(positions, inv_freq_, embeds.scalar_type());                       // (1, T, D)
+    at::Tensor full_mask, sliding_mask;
+    if (cache) {
+      full_mask = cached_attention_mask(T, past, 0, embeds.options());
+      if (cfg_.sliding_window > 0) sliding_mask = cached_attention_mask(T, past, cfg_.sliding_window, embeds.options());
+    } else {
+      full_mask = attention_mask_4d(attention_mask, T, 0, embeds.options());
+      if (cfg_.sliding_window > 0) sliding_mask = attention_mask_4d(attention_mask, T, cfg_.sliding_window, embeds.options());
+    }
     const double scale = 1.0 / std::sqrt(static_cast<double>(D));
 
     at::Tensor h = embeds;  // (B, T, C)
-    for (const auto& l : layers_) {
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const auto& l = layers_[i];
       // Attention on the raw residual stream; RoPE after the q/k norms, skipped on global
       // layers of hybrid models (sliding_window set and the layer not sliding).
       at::Tensor q = l.q_proj.forward(h).view({B, T, -1, D}).transpose(1, 2);  // (B, H, T, D)
@@ -179,11 +186,13 @@ class Exaone4ForCausalLM final : public CausalLM {
         q = apply_rope(q, cos, sin);
         k = apply_rope(k, cos, sin);
       }
+      if (cache) std::tie(k, v) = append_kv(cache->keys, cache->values, i, k, v);  // (1, Hkv, past + T, D)
       at::Tensor a = attention(q, k, v, l.is_sliding ? sliding_mask : full_mask, scale);  // (B, T, H*D)
       h = h + rms_norm(l.o_proj.forward(a), l.post_attention_layernorm, cfg_.rms_norm_eps);
       at::Tensor m = l.down_proj.forward(activation(cfg_.hidden_act, l.gate_proj.forward(h)) * l.up_proj.forward(h));
       h = h + rms_norm(m, l.post_feedforward_layernorm, cfg_.rms_norm_eps);
     }
+    if (cache) cache->length += T;
     h = rms_norm(h, norm_, cfg_.rms_norm_eps);
     if (cfg_.tie_word_embeddings) return at::linear(h, embed_tokens_);  // (B, T, V)
     return lm_head_.forward(h);

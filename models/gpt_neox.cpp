@@ -134,21 +134,25 @@ class GPTNeoXForCausalLM final : public CausalLM {
 
   at::Tensor embed(const at::Tensor& input_ids) const override { return at::embedding(embed_in_, input_ids); }
 
-  at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& attention_mask) const override {
+  at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& attention_mask, KVCache* cache) const override {
     const int64_t B = embeds.size(0), T = embeds.size(1), D = cfg_.head_size;
-    at::Tensor positions = at::arange(T, embeds.options().dtype(at::kLong)).unsqueeze(0);  // (1, T)
-    auto [cos, sin] = rope_cos_sin(positions, inv_freq_, embeds.scalar_type());           // (1, T, rotary_ndims)
-    at::Tensor mask = attention_mask_4d(attention_mask, T, 0, embeds.options());
+    const int64_t past = cache ? cache->length : 0;
+    at::Tensor positions = at::arange(past, past + T, embeds.options().dtype(at::kLong)).unsqueeze(0);  // (1, T)
+    auto [cos, sin] = rope_cos_sin(positions, inv_freq_, embeds.scalar_type());  // (1, T, rotary_ndims)
+    at::Tensor mask = cache ? cached_attention_mask(T, past, 0, embeds.options())
+                            : attention_mask_4d(attention_mask, T, 0, embeds.options());
     const double scale = 1.0 / std::sqrt(static_cast<double>(D));  // full head size, not rotary_ndims
 
     at::Tensor h = embeds;  // (B, T, C)
-    for (const auto& l : layers_) {
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const auto& l = layers_[i];
       at::Tensor x = layer_norm(h, l.input_layernorm_weight, l.input_layernorm_bias, cfg_.layer_norm_eps);
       // Fused projection, per head [q | k | v]: (B, T, 3C) -> (B, H, T, 3D) -> 3 x (B, H, T, D).
       at::Tensor qkv = l.query_key_value.forward(x).view({B, T, -1, 3 * D}).transpose(1, 2);
       at::Tensor q = apply_rope(qkv.slice(-1, 0, D), cos, sin);
       at::Tensor k = apply_rope(qkv.slice(-1, D, 2 * D), cos, sin);
       at::Tensor v = qkv.slice(-1, 2 * D);
+      if (cache) std::tie(k, v) = append_kv(cache->keys, cache->values, i, k, v);  // (1, H, past + T, D)
       at::Tensor attn = l.dense.forward(attention(q, k, v, mask, scale));  // (B, T, C)
       if (cfg_.use_parallel_residual) {
         at::Tensor y = layer_norm(h, l.post_attention_layernorm_weight, l.post_attention_layernorm_bias, cfg_.layer_norm_eps);
@@ -160,6 +164,7 @@ class GPTNeoXForCausalLM final : public CausalLM {
         h = l.dense_4h_to_h.forward(activation(cfg_.hidden_act, l.dense_h_to_4h.forward(y))) + r;
       }
     }
+    if (cache) cache->length += T;
     h = layer_norm(h, final_layer_norm_weight_, final_layer_norm_bias_, cfg_.layer_norm_eps);
     if (cfg_.tie_word_embeddings) return at::linear(h, embed_in_);  // (B, T, V)
     return embed_out_.forward(h);

@@ -99,6 +99,15 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
   return at::cat({rot * c + rotate_half(rot) * s, pass}, -1);
 }
 
+namespace {
+double lowest_of(at::ScalarType dtype) {
+  return dtype == at::kBFloat16 ? -3.3895313892515355e38    // torch.finfo(bfloat16).min
+         : dtype == at::kHalf   ? -65504.0                  // torch.finfo(float16).min
+         : dtype == at::kDouble ? std::numeric_limits<double>::lowest()
+                                : std::numeric_limits<float>::lowest();
+}
+}  // namespace
+
 at::Tensor attention_mask_4d(const at::Tensor& attention_mask, int64_t T, int64_t sliding_window,
                              const at::TensorOptions& options) {
   bool padded = attention_mask.defined() && !attention_mask.all().item<bool>();
@@ -112,11 +121,27 @@ at::Tensor attention_mask_4d(const at::Tensor& attention_mask, int64_t T, int64_
   }
   // Additive, with the dtype's lowest value, as transformers' eager mask: a query that may see no
   // key at all (a padding row inside a sliding window) then averages all keys instead of giving NaN.
-  double lowest = options.dtype() == at::kBFloat16 ? -3.3895313892515355e38    // torch.finfo(bfloat16).min
-                  : options.dtype() == at::kHalf   ? -65504.0                  // torch.finfo(float16).min
-                  : options.dtype() == at::kDouble ? std::numeric_limits<double>::lowest()
-                                                   : std::numeric_limits<float>::lowest();
+  const double lowest = lowest_of(options.dtype().toScalarType());
   return at::zeros(mask.sizes(), options).masked_fill(mask.logical_not(), lowest);
+}
+
+at::Tensor cached_attention_mask(int64_t T, int64_t past, int64_t sliding_window, const at::TensorOptions& options) {
+  const int64_t S = past + T;
+  // Query i (absolute position past + i) sees key j iff j <= past + i (and past + i - j < window).
+  at::Tensor allowed = at::ones({T, S}, options.dtype(at::kBool)).tril(past);
+  if (sliding_window > 0) allowed = allowed.logical_and(at::ones({T, S}, options.dtype(at::kBool)).triu(past - (sliding_window - 1)));
+  return at::zeros({1, 1, T, S}, options).masked_fill(allowed.logical_not().view({1, 1, T, S}), lowest_of(options.dtype().toScalarType()));
+}
+
+std::pair<at::Tensor, at::Tensor> append_kv(std::vector<at::Tensor>& keys, std::vector<at::Tensor>& values, size_t layer,
+                                            const at::Tensor& k, const at::Tensor& v) {
+  if (keys.size() <= layer) {
+    keys.resize(layer + 1);
+    values.resize(layer + 1);
+  }
+  keys[layer] = keys[layer].defined() ? at::cat({keys[layer], k}, 2) : k;      // (1, Hkv, S, D)
+  values[layer] = values[layer].defined() ? at::cat({values[layer], v}, 2) : v;
+  return {keys[layer], values[layer]};
 }
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask4d,

@@ -63,7 +63,15 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
 at::Tensor attention_mask_4d(const at::Tensor& attention_mask, int64_t T, int64_t sliding_window,
                              const at::TensorOptions& options);
 
-// softmax(q k^T * scale + mask) v with GQA: q (B, H, T, D), k/v (B, Hkv, T, D) -> (B, T, H*D).
+// The additive (1, 1, T, past + T) mask of T new queries after `past` cached keys: causal, with an
+// optional sliding window, in the same convention as attention_mask_4d.
+at::Tensor cached_attention_mask(int64_t T, int64_t past, int64_t sliding_window, const at::TensorOptions& options);
+
+// Appends k, v (1, Hkv, T, D) to a layer's cache entries and returns the whole keys and values.
+std::pair<at::Tensor, at::Tensor> append_kv(std::vector<at::Tensor>& keys, std::vector<at::Tensor>& values, size_t layer,
+                                            const at::Tensor& k, const at::Tensor& v);
+
+// softmax(q k^T * scale + mask) v with GQA: q (B, H, T, D), k/v (B, Hkv, S, D) -> (B, T, H*D).
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask4d,
                      double scale);
 

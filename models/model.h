@@ -35,6 +35,12 @@ struct ArchSummary {
   std::vector<std::string> default_lora_targets;  // PEFT's defaults for this model_type
 };
 
+// Keys and values of every attention layer, for generation: one sequence (batch 1, no padding).
+struct KVCache {
+  std::vector<at::Tensor> keys, values;  // per layer: (1, Hkv, S, D)
+  int64_t length = 0;                    // tokens already in the cache
+};
+
 class CausalLM {
  public:
   virtual ~CausalLM() = default;
@@ -47,10 +53,19 @@ class CausalLM {
 
   // input_ids (B, T) int64 -> embeddings (B, T, C)
   virtual at::Tensor embed(const at::Tensor& input_ids) const = 0;
-  // embeddings (B, T, C), attention_mask (B, T) 0/1 or undefined -> logits (B, T, V)
-  virtual at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& attention_mask) const = 0;
+  // embeddings (B, T, C), attention_mask (B, T) 0/1 or undefined -> logits (B, T, V). With a cache
+  // (B = 1, no mask): positions continue after cache->length and the new keys/values are appended.
+  virtual at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& attention_mask,
+                                    KVCache* cache) const = 0;
+  at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& attention_mask) const {
+    return forward_embeds(embeds, attention_mask, nullptr);
+  }
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask) const {
-    return forward_embeds(embed(input_ids), attention_mask);
+    return forward_embeds(embed(input_ids), attention_mask, nullptr);
+  }
+  // input_ids (1, T) after the cached tokens -> logits (1, T, V); the cache grows by T.
+  at::Tensor forward_cached(const at::Tensor& input_ids, KVCache& cache) const {
+    return forward_embeds(embed(input_ids), {}, &cache);
   }
 
   // Exact parameter count from the architecture (tied weights once), without loading anything.

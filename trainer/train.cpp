@@ -1,6 +1,5 @@
 #include "trainer/train.h"
 
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,7 +17,6 @@
 #include <ATen/ops/sqrt.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
-#include <c10/cuda/CUDACachingAllocator.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -29,6 +27,7 @@
 #include "core/format.h"
 #include "data/batches.h"
 #include "data/stats.h"
+#include "trainer/memory.h"
 #include "trainer/metrics.h"
 
 namespace lorakit::trainer {
@@ -101,33 +100,6 @@ double clip_grad_norm(std::vector<at::Tensor>& params, double max_norm) {
         if (p.grad().defined()) p.mutable_grad().mul_(coef);
   }
   return total;
-}
-
-struct Memory {
-  double allocated = 0, reserved = 0, peak = 0;
-};
-
-// CUDA: the caching allocator's allocated, reserved and peak since the last call. CPU: resident
-// memory now and the process's peak resident memory.
-Memory memory_now(const at::Device& device) {
-  Memory m;
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
-    constexpr size_t all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
-    m.allocated = static_cast<double>(stats.allocated_bytes[all].current);
-    m.reserved = static_cast<double>(stats.reserved_bytes[all].current);
-    m.peak = static_cast<double>(stats.allocated_bytes[all].peak);
-    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
-    return m;
-  }
-  std::ifstream statm("/proc/self/statm");
-  long pages = 0, resident = 0;
-  statm >> pages >> resident;
-  m.allocated = m.reserved = static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
-  rusage usage{};
-  ::getrusage(RUSAGE_SELF, &usage);
-  m.peak = static_cast<double>(usage.ru_maxrss) * 1024.0;
-  return m;
 }
 
 std::string duration(double seconds) {

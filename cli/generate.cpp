@@ -1,0 +1,114 @@
+// `lorakit generate --model DIR [--adapter DIR] (--prompt TEXT | --prompts FILE) [--chat] [sampling]`:
+// streams each completion to the terminal, or with --json prints one object per prompt.
+#include <cstdio>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "checkpoints/hf_model.h"
+#include "checkpoints/peft_adapter.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "tokenizers/chat_template.h"
+#include "tokenizers/unicode.h"
+#include "trainer/generate.h"
+
+namespace lorakit::cli {
+namespace {
+
+struct GenerateArgs {
+  std::string model, adapter, prompt, prompts, dtype = "fp32", device = "cpu";
+  bool chat = false, json = false, greedy = false;
+  std::vector<std::string> stop;
+  trainer::GenerationConfig config;
+};
+
+std::vector<std::string> read_prompts(const GenerateArgs& args) {
+  if (!args.prompt.empty()) return {args.prompt};
+  std::ifstream in(args.prompts);
+  if (!in) fail("{}: cannot open the prompts file", args.prompts);
+  std::vector<std::string> out;
+  std::string line;
+  for (size_t number = 1; std::getline(in, line); ++number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    tokenizers::require_utf8(line, fmt::format("{}:{}", args.prompts, number));
+    out.push_back(line);
+  }
+  if (out.empty()) fail("{}: no prompts (one per line)", args.prompts);
+  return out;
+}
+
+void run_generate(GenerateArgs args, bool sampling_flag) {
+  const auto tokenizer = tokenizers::load_tokenizer(args.model);
+  const auto prompts = read_prompts(args);
+  const c10::Device device(args.device);
+  auto model = load_hf_model(args.model, {parse_dtype(args.dtype), device});
+  if (!args.adapter.empty()) {
+    auto lora = lora::inject_lora(*model, read_peft_adapter_config(args.adapter), 0);
+    load_peft_adapter_weights(args.adapter, lora);
+    lora.set_training(false);
+  }
+  args.config.sample = sampling_flag && !args.greedy;
+  args.config.stop = args.stop;
+  args.config.eos_token_ids = trainer::model_eos_ids(args.model, &tokenizer);
+  const auto format = tokenizers::detect_chat_format(tokenizer.chat_template());
+  for (const std::string& prompt : prompts) {
+    std::vector<int32_t> ids;
+    if (args.chat) {
+      tokenizers::ChatOptions options;
+      options.add_generation_prompt = true;
+      const nlohmann::ordered_json messages = {{{"role", "user"}, {"content", prompt}}};
+      ids = tokenizer.encode(tokenizers::render_chat_text(format, messages, options), false);
+    } else {
+      ids = tokenizer.encode(prompt, true);
+    }
+    const auto stream = [&](std::string_view text) {
+      if (args.json) return;
+      fmt::print("{}", text);
+      std::fflush(stdout);
+    };
+    if (!args.json) fmt::print("{}", prompt), std::fflush(stdout);
+    const auto g = trainer::generate(*model, &tokenizer, ids, args.config, device, stream);
+    if (args.json) {
+      fmt::print("{}\n", nlohmann::json{{"prompt", prompt}, {"text", g.text}, {"new_ids", g.new_ids},
+                                        {"finish_reason", g.finish_reason}, {"seconds", g.seconds},
+                                        {"tokens_per_s", g.tokens_per_s}, {"peak_memory_bytes", g.peak_memory_bytes}}
+                              .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    } else {
+      fmt::print("\n[{} tokens, {:.2f} s, {:.1f} tokens/s, {}]\n", g.new_ids.size(), g.seconds, g.tokens_per_s, g.finish_reason);
+    }
+  }
+}
+
+}  // namespace
+
+void add_generate(CLI::App& app) {
+  auto args = std::make_shared<GenerateArgs>();
+  CLI::App* cmd = app.add_subcommand("generate", "Generate text with a model (and a PEFT adapter), KV-cached");
+  cmd->add_option("--model", args->model, "Hugging Face model directory")->required();
+  cmd->add_option("--adapter", args->adapter, "PEFT adapter directory");
+  auto* prompt = cmd->add_option("--prompt", args->prompt, "Prompt text");
+  auto* prompts = cmd->add_option("--prompts", args->prompts, "File with one prompt per line");
+  prompt->excludes(prompts);
+  cmd->add_flag("--chat", args->chat, "Wrap each prompt as a user turn in the model's chat template");
+  cmd->add_flag("--greedy", args->greedy, "Greedy decoding (the default unless a sampling option is given)");
+  auto* temperature = cmd->add_option("--temperature", args->config.temperature, "Sampling temperature");
+  auto* top_k = cmd->add_option("--top-k", args->config.top_k, "Sample from the k most likely tokens");
+  auto* top_p = cmd->add_option("--top-p", args->config.top_p, "Sample from the smallest set with this probability");
+  cmd->add_option("--repetition-penalty", args->config.repetition_penalty, "transformers' repetition penalty (1: off)");
+  cmd->add_option("--max-new-tokens", args->config.max_new_tokens, "Most tokens to generate")->capture_default_str();
+  cmd->add_option("--stop", args->stop, "Stop when the text contains this string (repeatable)");
+  cmd->add_option("--seed", args->config.seed, "Sampling seed")->capture_default_str();
+  cmd->add_option("--dtype", args->dtype, "fp32, bf16 or fp16")->capture_default_str();
+  cmd->add_option("--device", args->device, "cpu or cuda")->capture_default_str();
+  cmd->add_flag("--json", args->json, "One JSON object per prompt: prompt, text, new_ids, seconds, tokens_per_s, peak_memory_bytes");
+  cmd->callback([args, prompt, prompts, temperature, top_k, top_p] {
+    if (!*prompt && !*prompts) fail("generate: give --prompt TEXT or --prompts FILE");
+    run_generate(*args, *temperature || *top_k || *top_p);
+  });
+}
+
+}  // namespace lorakit::cli

@@ -1,0 +1,161 @@
+#include "trainer/merge.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/ones_like.h>
+#include <c10/core/GradMode.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "checkpoints/hf_model.h"
+#include "checkpoints/peft_adapter.h"
+#include "checkpoints/safetensors.h"
+#include "core/error.h"
+#include "core/format.h"
+#include "core/json_reader.h"
+
+namespace lorakit::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+
+at::ScalarType output_dtype(const std::string& name, const nlohmann::json& config) {
+  std::string d = name;
+  if (d.empty()) {
+    const std::string c = config.value("dtype", config.value("torch_dtype", std::string("float32")));
+    d = c == "bfloat16" ? "bf16" : c == "float16" ? "fp16" : "fp32";
+  }
+  if (d == "fp32") return at::kFloat;
+  if (d == "bf16") return at::kBFloat16;
+  if (d == "fp16") return at::kHalf;
+  fail("--dtype '{}': expected fp32, bf16 or fp16", name);
+}
+
+const char* hf_dtype_name(at::ScalarType t) {
+  return t == at::kBFloat16 ? "bfloat16" : t == at::kHalf ? "float16" : "float32";
+}
+
+}  // namespace
+
+uint64_t parse_size(const std::string& text) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    fail("size '{}': expected a number with an optional unit, e.g. 2GB or 500MB", text);
+  }
+  std::string unit = text.substr(used);
+  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  const double scale = unit.empty() || unit == "B" ? 1.0
+                       : unit == "KB" ? 1e3 : unit == "MB" ? 1e6 : unit == "GB" ? 1e9
+                       : unit == "KIB" ? 1024.0 : unit == "MIB" ? 1048576.0 : unit == "GIB" ? 1073741824.0 : -1.0;
+  if (scale < 0 || value <= 0) fail("size '{}': expected a positive number and B, KB, MB, GB, KiB, MiB or GiB", text);
+  return static_cast<uint64_t>(value * scale);
+}
+
+MergeReport merge_adapter(const fs::path& model_dir, const fs::path& adapter_dir, const fs::path& out,
+                          const MergeOptions& options) {
+  if (fs::exists(out) && !options.overwrite)
+    fail("{}: already exists; hint: choose another --out or pass --overwrite", out.string());
+  const nlohmann::json config = JsonReader::parse_file((model_dir / "config.json").string());
+  const at::ScalarType dtype = output_dtype(options.dtype, config);
+
+  // The base in float32 with its adapter, as PEFT computes the unmerged model.
+  auto model = load_hf_model(model_dir, {at::kFloat, at::kCPU});
+  lora::LoraConfig lora_config = read_peft_adapter_config(adapter_dir);
+  auto lora = lora::inject_lora(*model, lora_config, 0);
+  load_peft_adapter_weights(adapter_dir, lora);
+  lora.set_training(false);
+  c10::NoGradGuard no_grad;
+  const at::Tensor probe = (at::arange(16, at::kLong) * 7919 % std::min<int64_t>(model->vocab_size(), 1000)).view({1, 16});
+  const at::Tensor unmerged = model->forward(probe, at::ones_like(probe));  // (1, 16, V)
+
+  // Fold every adapter into its Linear: W += scaling * B A, in float32.
+  MergeReport report;
+  struct Linears : ParamVisitor {
+    std::map<std::string, Linear*> by_name;
+    void tensor(const std::string&, at::Tensor&, const std::vector<int64_t>&) override {}
+    void linear(const std::string& name, Linear& l) override { by_name[name] = &l; }
+  } linears;
+  model->visit(linears);
+  for (const auto& adapter : lora.adapters) {
+    Linear& linear = *linears.by_name.at(adapter.module);
+    const at::Tensor delta = at::matmul(adapter.lora->lora_B, adapter.lora->lora_A) * adapter.lora->scaling;  // (out, in)
+    const double change = delta.abs().max().item<double>();
+    if (change > report.largest_change) {
+      report.largest_change = change;
+      report.largest_change_module = adapter.module;
+    }
+    linear.weight = linear.weight + delta;
+    linear.adapter.reset();
+  }
+  const at::Tensor merged = model->forward(probe, at::ones_like(probe));
+  report.logit_difference = (merged - unmerged).abs().max().item<double>();
+
+  // Every tensor under its HF name, rounded once to the output dtype, in shards.
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  struct Collect : ParamVisitor {
+    std::vector<std::pair<std::string, at::Tensor>>* out;
+    at::ScalarType dtype;
+    void tensor(const std::string& name, at::Tensor& slot, const std::vector<int64_t>&) override {
+      out->emplace_back(name, slot.to(dtype).contiguous());
+    }
+  } collect;
+  collect.out = &tensors;
+  collect.dtype = dtype;
+  model->visit(collect);
+
+  const fs::path tmp = out.parent_path() / fmt::format(".{}.tmp-{}", out.filename().string(), ::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  std::vector<std::vector<std::pair<std::string, at::Tensor>>> shards(1);
+  uint64_t shard_bytes = 0, total_bytes = 0;
+  for (auto& [name, tensor] : tensors) {
+    const uint64_t bytes = static_cast<uint64_t>(tensor.numel()) * tensor.element_size();
+    if (shard_bytes > 0 && shard_bytes + bytes > options.max_shard_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().emplace_back(name, tensor);
+    shard_bytes += bytes;
+    total_bytes += bytes;
+  }
+  report.shards = static_cast<int64_t>(shards.size());
+  if (shards.size() == 1) {
+    save_safetensors(tmp / "model.safetensors", shards[0], {{"format", "pt"}});
+  } else {
+    nlohmann::json weight_map = nlohmann::json::object();
+    for (size_t i = 0; i < shards.size(); ++i) {
+      const std::string file = fmt::format("model-{:05d}-of-{:05d}.safetensors", i + 1, shards.size());
+      save_safetensors(tmp / file, shards[i], {{"format", "pt"}});
+      for (const auto& [name, t] : shards[i]) weight_map[name] = file;
+    }
+    std::ofstream(tmp / "model.safetensors.index.json")
+        << nlohmann::json{{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}}.dump(2) << "\n";
+  }
+  nlohmann::json out_config = config;
+  if (out_config.contains("torch_dtype")) out_config["torch_dtype"] = hf_dtype_name(dtype);
+  out_config["dtype"] = hf_dtype_name(dtype);
+  std::ofstream(tmp / "config.json") << out_config.dump(2) << "\n";
+  for (const char* file : {"generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                           "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json", "chat_template.jinja"})
+    if (fs::exists(model_dir / file)) fs::copy_file(model_dir / file, tmp / file);
+  if (fs::exists(out)) fs::remove_all(out);
+  fs::rename(tmp, out);
+  if (!options.quiet) {
+    fmt::print("merged {} LoRA modules of {} into {} ({}, {} shard{}, {})\n", lora.adapters.size(), adapter_dir.string(),
+               out.string(), hf_dtype_name(dtype), report.shards, report.shards == 1 ? "" : "s", human_bytes(static_cast<double>(total_bytes)));
+    fmt::print("largest weight change: {:.3e} in {}\n", report.largest_change, report.largest_change_module);
+    fmt::print("logits merged vs unmerged (float32, 16 tokens): max abs difference {:.3e}\n", report.logit_difference);
+  }
+  return report;
+}
+
+}  // namespace lorakit::trainer

@@ -1,0 +1,35 @@
+// `lorakit merge`: a PEFT adapter folded into its base model, written as a Hugging Face model
+// directory that AutoModelForCausalLM.from_pretrained loads. W' = W + scaling * B A computed in
+// float32 from the base's own weights and rounded once to the output dtype. Only Linear weights
+// change: tied embeddings stay tied (a tied lm_head is never a LoRA target), so the output keeps
+// tie_word_embeddings and stores the shared matrix once.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace lorakit::trainer {
+
+struct MergeOptions {
+  std::string dtype;                       // "fp32" | "bf16" | "fp16"; "" = the config's dtype (else fp32)
+  uint64_t max_shard_bytes = 2ull << 30;   // 2 GB shards, index file when more than one
+  bool overwrite = false;
+  bool quiet = false;
+};
+
+struct MergeReport {
+  std::string largest_change_module;
+  double largest_change = 0;    // max |scaling * B A| over all merged weights
+  double logit_difference = 0;  // max |merged - unmerged| logits on a few tokens, float32
+  int64_t shards = 0;
+};
+
+// Writes `out` complete or not at all (a temporary sibling directory renamed at the end).
+MergeReport merge_adapter(const std::filesystem::path& model_dir, const std::filesystem::path& adapter_dir,
+                          const std::filesystem::path& out, const MergeOptions& options);
+
+// "2GB", "500MB", "1.5GiB", "123" (bytes) -> bytes.
+uint64_t parse_size(const std::string& text);
+
+}  // namespace lorakit::trainer
