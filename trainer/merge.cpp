@@ -115,6 +115,15 @@ MergeReport merge_adapter(const fs::path& model_dir, const fs::path& adapter_dir
   const fs::path tmp = out.parent_path() / fmt::format(".{}.tmp-{}", out.filename().string(), ::getpid());
   fs::remove_all(tmp);
   fs::create_directories(tmp);
+  // On any error the temporary directory goes; `out` only ever appears complete, by the rename.
+  struct RemoveOnError {
+    fs::path path;
+    bool done = false;
+    ~RemoveOnError() {
+      std::error_code ignored;
+      if (!done) fs::remove_all(path, ignored);
+    }
+  } guard{tmp};
   std::vector<std::vector<std::pair<std::string, at::Tensor>>> shards(1);
   uint64_t shard_bytes = 0, total_bytes = 0;
   for (auto& [name, tensor] : tensors) {
@@ -149,6 +158,7 @@ MergeReport merge_adapter(const fs::path& model_dir, const fs::path& adapter_dir
     if (fs::exists(model_dir / file)) fs::copy_file(model_dir / file, tmp / file);
   if (fs::exists(out)) fs::remove_all(out);
   fs::rename(tmp, out);
+  guard.done = true;
   if (!options.quiet) {
     fmt::print("merged {} LoRA modules of {} into {} ({}, {} shard{}, {})\n", lora.adapters.size(), adapter_dir.string(),
                out.string(), hf_dtype_name(dtype), report.shards, report.shards == 1 ? "" : "s", human_bytes(static_cast<double>(total_bytes)));

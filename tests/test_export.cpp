@@ -1,0 +1,230 @@
+// What lorakit exports, read by transformers and PEFT (scripts/check_exports.py): (a) an adapter
+// lorakit trained loads in PeftModel.from_pretrained with no missing or unexpected keys and the same
+// logits; (c) a merged directory loads in AutoModelForCausalLM with the unmerged adapter model's
+// logits (tied EXAONE, untied EXAONE, GPT-NeoX; fp32 and bf16); (d) greedy generation gives
+// transformers.generate's tokens with and without an adapter; an interrupted merge leaves no output.
+// (b), PEFT's adapters in lorakit, is tests/test_lora.cpp.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "checkpoints/hf_model.h"
+#include "checkpoints/peft_adapter.h"
+#include "checkpoints/safetensors.h"
+#include "core/error.h"
+#include "tests/cli_runner.h"
+#include "tests/tensor_compare.h"
+#include "tests/test_paths.h"
+#include "trainer/generate.h"
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using namespace lorakit;
+using lorakit::testing::compare;
+using lorakit::testing::run;
+using lorakit::testing::run_command;
+
+namespace {
+
+fs::path build_dir() { return fs::path(lorakit::testing::parity_dir()).parent_path(); }
+fs::path lora_case(const std::string& name) { return build_dir() / "lora" / name; }
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("lorakit_test_export_{}", ::getpid()) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir.parent_path());
+  return dir;
+}
+
+nlohmann::json check(const std::string& args) {
+  const auto r = run_command(fmt::format("{} {}/scripts/check_exports.py {}", lorakit::testing::venv_python(),
+                                         fs::path(LORAKIT_SOURCE_DIR).string(), args));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const size_t line = r.output.rfind('{');
+  return line == std::string::npos ? nlohmann::json() : nlohmann::json::parse(r.output.substr(line));
+}
+
+// lorakit's logits for the inputs of a file, with an optional adapter.
+at::Tensor lorakit_logits(const fs::path& model_dir, const fs::path& adapter, const SafetensorsFile& inputs) {
+  auto model = load_hf_model(model_dir, {at::kFloat, at::kCPU});
+  std::optional<lora::LoraModel> lora;
+  if (!adapter.empty()) {
+    lora = lora::inject_lora(*model, read_peft_adapter_config(adapter), 0);
+    load_peft_adapter_weights(adapter, *lora);
+    lora->set_training(false);
+  }
+  c10::NoGradGuard no_grad;
+  return model->forward(inputs.tensor("input_ids"), inputs.tensor("attention_mask"));
+}
+
+}  // namespace
+
+TEST(Export, LorakitAdapterLoadsInPeftWithTheSameLogits) {
+  const fs::path oracle = build_dir() / "train";
+  ASSERT_TRUE(fs::exists(oracle / "recipe.yaml")) << "train oracle output missing";
+  const fs::path run_dir = scratch("trained");
+  const auto r = run(fmt::format("train '{}' --adapter '{}' --set output.dir='{}'", (oracle / "recipe.yaml").string(),
+                                 (oracle / "init_adapter").string(), run_dir.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // Inputs: a padded batch of the tiny model's ids.
+  const fs::path inputs = run_dir.parent_path() / "inputs.safetensors";
+  at::Tensor ids = at::randint(3, 300, {2, 11}, at::kLong);
+  at::Tensor mask = at::ones({2, 11}, at::kLong);
+  mask[1].slice(0, 7).fill_(0);
+  save_safetensors(inputs, {{"input_ids", ids}, {"attention_mask", mask}});
+  const fs::path out = run_dir.parent_path() / "peft_logits.safetensors";
+  const auto report = check(fmt::format("peft --base '{}' --adapter '{}' --inputs '{}' --out '{}'", (oracle / "model").string(),
+                                        (run_dir / "adapter").string(), inputs.string(), out.string()));
+  EXPECT_TRUE(report["missing"].empty()) << report.dump();
+  EXPECT_TRUE(report["unexpected"].empty()) << report.dump();
+  const SafetensorsFile file(inputs);
+  const at::Tensor ours = lorakit_logits(oracle / "model", run_dir / "adapter", file);
+  const at::Tensor theirs = SafetensorsFile(out).tensor("logits");
+  // Padded positions are not compared: the two eager masks treat a fully masked row differently.
+  const auto c = compare(ours.slice(1, 0, 7), theirs.slice(1, 0, 7), 1e-4);
+  EXPECT_TRUE(c.ok()) << c.first_mismatch;
+  EXPECT_TRUE(compare(ours[0], theirs[0], 1e-4).ok());
+  std::printf("lorakit adapter in PEFT: logits max abs difference %.3e, 0 missing, 0 unexpected keys\n", c.max_abs);
+}
+
+TEST(Export, MergedModelsLoadInTransformersWithTheUnmergedLogits) {
+  for (const std::string name : {"exaone4-qkvo-r4", "exaone4-untied-all-linear-rslora", "gpt_neox-default-r4"}) {
+    SCOPED_TRACE(name);
+    const fs::path dir = lora_case(name);
+    ASSERT_TRUE(fs::exists(dir / "reference.safetensors")) << "lora oracle output missing";
+    const at::Tensor unmerged = SafetensorsFile(dir / "reference.safetensors").tensor("logits");  // PEFT's, fp32
+    for (const auto& [dtype, tolerance] : std::vector<std::pair<std::string, double>>{{"fp32", 1e-4}, {"bf16", 3e-2}}) {
+      const fs::path out = scratch(name + "-" + dtype);
+      const auto r = run(fmt::format("merge --model '{}' --adapter '{}' --out '{}' --dtype {}", (dir / "base").string(),
+                                     (dir / "adapter").string(), out.string(), dtype));
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+      EXPECT_CONTAINS(r.output, "largest weight change");
+      const fs::path logits = out.parent_path() / (name + "-" + dtype + ".safetensors");
+      const auto report = check(fmt::format("merged --model '{}' --inputs '{}' --out '{}'", out.string(),
+                                            (dir / "reference.safetensors").string(), logits.string()));
+      EXPECT_TRUE(report["missing"].empty()) << report.dump();
+      EXPECT_TRUE(report["unexpected"].empty()) << report.dump();
+      EXPECT_EQ(report["dtype"], dtype == "fp32" ? "torch.float32" : "torch.bfloat16");
+      if (name == "exaone4-qkvo-r4") {
+        EXPECT_TRUE(report["tied"].get<bool>()) << "the merged EXAONE lost its tied embeddings";
+        EXPECT_FALSE(SafetensorsFile(out / "model.safetensors").find("lm_head.weight"));
+      }
+      // Compare the rows' real tokens (row 1 is padded after 5).
+      const at::Tensor merged = SafetensorsFile(logits).tensor("logits");
+      const auto row0 = compare(merged[0], unmerged[0], tolerance), row1 = compare(merged[1].slice(0, 0, 5), unmerged[1].slice(0, 0, 5), tolerance);
+      EXPECT_TRUE(row0.ok()) << dtype << ": " << row0.first_mismatch;
+      EXPECT_TRUE(row1.ok()) << dtype << ": " << row1.first_mismatch;
+      std::printf("%s merged %s: max abs logit difference to PEFT unmerged %.3e (tolerance %.0e)\n", name.c_str(),
+                  dtype.c_str(), std::max(row0.max_abs, row1.max_abs), tolerance);
+    }
+  }
+}
+
+TEST(Export, ShardedMergeAndNoHalfWrittenOutput) {
+  const fs::path dir = lora_case("exaone4-untied-all-linear-rslora");
+  ASSERT_TRUE(fs::exists(dir / "adapter"));
+  const fs::path out = scratch("sharded");
+  const auto r = run(fmt::format("merge --model '{}' --adapter '{}' --out '{}' --max-shard-size 50KB", (dir / "base").string(),
+                                 (dir / "adapter").string(), out.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(out / "model.safetensors.index.json"));
+  const auto report = check(fmt::format("merged --model '{}' --inputs '{}' --out '{}'", out.string(),
+                                        (dir / "reference.safetensors").string(), (out.parent_path() / "sharded.safetensors").string()));
+  EXPECT_TRUE(report["missing"].empty()) << report.dump();
+  // Existing output is not replaced; a mismatched adapter names module and shapes; nothing is left.
+  const auto again = run(fmt::format("merge --model '{}' --adapter '{}' --out '{}'", (dir / "base").string(),
+                                     (dir / "adapter").string(), out.string()));
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_CONTAINS(again.output, "already exists");
+  const fs::path wrong = scratch("wrong");
+  const auto mismatch = run(fmt::format("merge --model '{}' --adapter '{}' --out '{}'", (lora_case("gpt_neox-default-r4") / "base").string(),
+                                        (dir / "adapter").string(), wrong.string()));
+  EXPECT_NE(mismatch.exit_code, 0);
+  EXPECT_CONTAINS(mismatch.output, "matches no module");
+  EXPECT_FALSE(fs::exists(wrong));
+
+  // Interrupted midway: the base's generation_config.json is a FIFO, so the merge blocks (or fails)
+  // while copying it, after the shards are written. Killed there, it leaves no output directory.
+  const fs::path base = scratch("fifo-base");
+  fs::create_directories(base);
+  for (const auto& entry : fs::directory_iterator(dir / "base"))
+    if (entry.path().filename() != "generation_config.json") fs::copy_file(entry.path(), base / entry.path().filename());
+  ASSERT_EQ(::mkfifo((base / "generation_config.json").c_str(), 0600), 0);
+  const fs::path killed = scratch("killed");
+  std::vector<std::string> argv_strings = {lorakit::testing::lorakit_bin(), "merge", "--model", base.string(),
+                                           "--adapter", (dir / "adapter").string(), "--out", killed.string()};
+  std::vector<char*> argv;
+  for (auto& s : argv_strings) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  int status = 0;
+  bool exited = false, saw_partial = false;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < end && !exited && !saw_partial) {
+    exited = waitpid(pid, &status, WNOHANG) == pid;
+    for (const auto& entry : fs::directory_iterator(killed.parent_path()))
+      if (entry.path().filename().string().starts_with(".killed.tmp-") && fs::exists(entry.path() / "model.safetensors"))
+        saw_partial = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_FALSE(fs::exists(killed)) << "a half-written merge is visible under the output name";
+  if (!exited) {
+    EXPECT_TRUE(saw_partial) << "the merge neither blocked midway nor ended";
+    ::kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  } else {
+    EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "a merge that could not copy a file succeeded";
+  }
+  EXPECT_FALSE(fs::exists(killed));
+}
+
+TEST(Export, GreedyGenerationMatchesTransformers) {
+  for (const std::string name : {"exaone4-qkvo-r4", "gpt_neox-default-r4"}) {
+    SCOPED_TRACE(name);
+    const fs::path dir = lora_case(name);
+    ASSERT_TRUE(fs::exists(dir / "base"));
+    const fs::path inputs = scratch(name + "-prompt.safetensors");
+    const at::Tensor prompt = at::randint(3, 200, {1, 6}, at::kLong);
+    save_safetensors(inputs, {{"input_ids", prompt}});
+    for (const bool with_adapter : {false, true}) {
+      const auto report = check(fmt::format("generate --base '{}' {} --inputs '{}' --max-new-tokens 16", (dir / "base").string(),
+                                            with_adapter ? "--adapter '" + (dir / "adapter").string() + "'" : "",
+                                            inputs.string()));
+      auto model = load_hf_model(dir / "base", {at::kFloat, at::kCPU});
+      std::optional<lora::LoraModel> lora;
+      if (with_adapter) {
+        lora = lora::inject_lora(*model, read_peft_adapter_config(dir / "adapter"), 0);
+        load_peft_adapter_weights(dir / "adapter", *lora);
+        lora->set_training(false);
+      }
+      trainer::GenerationConfig config;
+      config.max_new_tokens = 16;
+      config.eos_token_ids = trainer::model_eos_ids(dir / "base", nullptr);
+      std::vector<int32_t> ids;
+      for (int64_t i = 0; i < prompt.size(1); ++i) ids.push_back(static_cast<int32_t>(prompt[0][i].item<int64_t>()));
+      const auto g = trainer::generate(*model, nullptr, ids, config, at::kCPU);
+      EXPECT_EQ(g.new_ids, report["new_ids"].get<std::vector<int32_t>>()) << (with_adapter ? "with adapter" : "base");
+      std::printf("%s %s: %zu greedy tokens identical to transformers.generate\n", name.c_str(),
+                  with_adapter ? "+ adapter" : "base", g.new_ids.size());
+    }
+  }
+}
