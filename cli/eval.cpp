@@ -3,6 +3,8 @@
 // the file's loss tokens (every next-token prediction whose label is not -100) and perplexity.
 #include <chrono>
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <cmath>
 
 #include <ATen/ops/cross_entropy_loss.h>
@@ -17,16 +19,85 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/format.h"
 #include "data/examples.h"
+#include "tokenizers/unicode.h"
+#include "trainer/generate.h"
+#include "trainer/scores.h"
 
 namespace lorakit::cli {
 namespace {
 
 struct EvalArgs {
-  std::string dtype = "fp32", adapter;
+  std::string dtype = "fp32", adapter, predictions;
   DataArgs data;
-  bool json = false;
+  bool json = false, generate = false;
+  int64_t max_new_tokens = 32;
+  std::vector<std::string> stop;
 };
+
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string out = "\"";
+  for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+// Generation metrics: each row's prompt is answered greedily and compared with its response column.
+void run_generation_eval(const EvalArgs& args, const data::DataConfig& config, const tokenizers::Tokenizer& tokenizer,
+                         const data::ExampleBuilder& builder, data::RecordReader& reader, const CausalLM& model,
+                         const std::string& model_dir) {
+  trainer::GenerationConfig generation;
+  generation.max_new_tokens = args.max_new_tokens;
+  generation.stop = args.stop;
+  generation.eos_token_ids = trainer::model_eos_ids(model_dir, &tokenizer);
+  std::vector<std::string> predictions, references;
+  std::string rows = "line,prompt,reference,prediction,exact_match,new_tokens,seconds\n";
+  double seconds = 0, peak = 0;
+  int64_t new_tokens = 0;
+  data::Record record;
+  std::string reason;
+  while (reader.next(record)) {
+    if (!builder.selects(record, reader.path(), reason)) continue;
+    const auto [prompt, reference] = builder.prompt_and_response(record, reader.path());
+    if (reference.empty()) continue;
+    const auto g = trainer::generate(model, &tokenizer, tokenizer.encode(prompt, true), generation, at::kCPU);
+    const std::string prediction = tokenizers::python_strip(g.text);
+    const bool exact = prediction == tokenizers::python_strip(reference);
+    predictions.push_back(prediction);
+    references.push_back(reference);
+    seconds += g.seconds;
+    new_tokens += static_cast<int64_t>(g.new_ids.size());
+    peak = std::max(peak, g.peak_memory_bytes);
+    rows += fmt::format("{},{},{},{},{},{},{:.4f}\n", record.line, csv_field(prompt), csv_field(reference),
+                        csv_field(prediction), exact ? 1 : 0, g.new_ids.size(), g.seconds);
+  }
+  if (references.empty()) fail("{}: no rows with a reference answer to compare with", config.path);
+  if (!args.predictions.empty()) {
+    const std::string tmp = args.predictions + ".tmp";
+    std::ofstream(tmp, std::ios::trunc) << rows;
+    std::filesystem::rename(tmp, args.predictions);
+  }
+  const auto scores = trainer::score(predictions, references);
+  nlohmann::json out = scores.to_json();
+  out["examples"] = references.size();
+  out["seconds_per_prompt"] = seconds / static_cast<double>(references.size());
+  out["tokens_per_s"] = seconds > 0 ? static_cast<double>(new_tokens) / seconds : 0.0;
+  out["peak_memory_bytes"] = peak;
+  if (args.json) {
+    fmt::print("{}\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    return;
+  }
+  fmt::print("{}: {} prompts, exact match {:.4f}; macro P/R/F1 {:.4f}/{:.4f}/{:.4f}; micro P/R/F1 {:.4f}/{:.4f}/{:.4f}\n",
+             config.path, references.size(), scores.exact_match, scores.macro_precision, scores.macro_recall,
+             scores.macro_f1, scores.micro_precision, scores.micro_recall, scores.micro_f1);
+  fmt::print("{:.3f} s per prompt, {:.1f} tokens/s, peak memory {}\n", seconds / static_cast<double>(references.size()),
+             out["tokens_per_s"].get<double>(), human_bytes(peak));
+  if (scores.labels.size() <= 20)
+    for (const auto& [label, l] : scores.labels)
+      fmt::print("  {:<24} P {:.3f} R {:.3f} F1 {:.3f} support {}\n", label, l.precision, l.recall, l.f1, l.support);
+  if (!args.predictions.empty()) fmt::print("predictions: {}\n", args.predictions);
+}
 
 void run_eval(const EvalArgs& args) {
   auto [model_dir, config] = args.data.resolve();
@@ -42,6 +113,10 @@ void run_eval(const EvalArgs& args) {
     auto lora = lora::inject_lora(*model, read_peft_adapter_config(args.adapter), 0);
     load_peft_adapter_weights(args.adapter, lora);
     lora.set_training(false);
+  }
+  if (args.generate) {
+    run_generation_eval(args, config, tokenizer, builder, *reader, *model, model_dir);
+    return;
   }
   c10::InferenceMode inference;
   double loss_sum = 0;
@@ -98,6 +173,11 @@ void add_eval(CLI::App& app) {
   add_data_options(cmd, args->data);
   cmd->add_option("--dtype", args->dtype, "fp32, bf16 or fp16")->capture_default_str();
   cmd->add_option("--adapter", args->adapter, "PEFT adapter directory (lorakit's or PeftModel.save_pretrained's) applied to the model");
+  cmd->add_flag("--generate", args->generate,
+                "Answer each prompt greedily and score it against the response column: exact match, per-label P/R/F1");
+  cmd->add_option("--predictions", args->predictions, "With --generate: write line, prompt, reference, prediction, ... to this CSV");
+  cmd->add_option("--max-new-tokens", args->max_new_tokens, "With --generate: most tokens per answer")->capture_default_str();
+  cmd->add_option("--stop", args->stop, "With --generate: stop an answer at this string (repeatable)");
   cmd->add_flag("--json", args->json, "Print {\"loss\", \"perplexity\", \"tokens\", \"examples\", ...} as JSON");
   cmd->callback([args] { run_eval(*args); });
 }

@@ -120,6 +120,23 @@ bool ExampleBuilder::selects(const Record& record, const std::string& path, std:
   return true;
 }
 
+std::pair<std::string, std::string> ExampleBuilder::prompt_and_response(const Record& record,
+                                                                        const std::string& path) const {
+  if (!prompt_) fail("{}: generation needs a prompt template and a response column", where_);
+  std::string prompt;
+  try {
+    prompt = prompt_->render(
+        [&](const std::string& name) -> std::optional<std::string> {
+          if (!record.fields.contains(name)) return std::nullopt;
+          return text_column(record, path, name);
+        },
+        column_names(record.fields));
+  } catch (const Error& e) {
+    fail("{}:{}: {}", path, record.line, e.what());
+  }
+  return {prompt, text_column(record, path, config_.response_column)};
+}
+
 std::optional<Example> ExampleBuilder::build(const Record& record, const std::string& path,
                                              std::string& skip_reason) const {
   if (!selects(record, path, skip_reason)) return std::nullopt;

@@ -91,6 +91,9 @@ class ExampleBuilder {
   // "truncation removed every response token", ...). Missing columns and wrong types are errors.
   std::optional<Example> build(const Record& record, const std::string& path, std::string& skip_reason) const;
 
+  // The prompt text and the reference response of a prompt/response record (for generation).
+  std::pair<std::string, std::string> prompt_and_response(const Record& record, const std::string& path) const;
+
   // Whether a record belongs to this builder's split (filter and validation rules only).
   bool selects(const Record& record, const std::string& path, std::string& skip_reason) const;
 

@@ -28,6 +28,7 @@
 #include "tests/tensor_compare.h"
 #include "tests/test_paths.h"
 #include "trainer/generate.h"
+#include "trainer/scores.h"
 
 extern char** environ;
 
@@ -227,4 +228,40 @@ TEST(Export, GreedyGenerationMatchesTransformers) {
                   with_adapter ? "+ adapter" : "base", g.new_ids.size());
     }
   }
+}
+
+TEST(Scores, ExactMatchAndPerLabelF1) {
+  // References: pos pos neg neg neu; predictions: pos neg neg other neu.
+  const auto s = trainer::score({"pos", " neg", "neg\n", "other", "neu"}, {"pos", "pos", "neg", "neg", "neu"});
+  EXPECT_DOUBLE_EQ(s.exact_match, 3.0 / 5);
+  EXPECT_DOUBLE_EQ(s.labels.at("pos").precision, 1.0);
+  EXPECT_DOUBLE_EQ(s.labels.at("pos").recall, 0.5);
+  EXPECT_DOUBLE_EQ(s.labels.at("neg").precision, 0.5);
+  EXPECT_DOUBLE_EQ(s.labels.at("neg").recall, 0.5);
+  EXPECT_DOUBLE_EQ(s.labels.at("neu").f1, 1.0);
+  EXPECT_DOUBLE_EQ(s.macro_f1, (2.0 / 3 + 0.5 + 1.0) / 3);
+  EXPECT_DOUBLE_EQ(s.micro_precision, 3.0 / 4);  // "other" is not a label
+  EXPECT_DOUBLE_EQ(s.micro_recall, 3.0 / 5);
+  EXPECT_EQ(s.labels.at("neg").support, 2);
+}
+
+TEST(Export, EvalGenerateWritesPredictionsAndScores) {
+  const fs::path oracle = build_dir() / "train";
+  ASSERT_TRUE(fs::exists(oracle / "recipe.yaml"));
+  const fs::path predictions = scratch("predictions.csv");
+  const auto r = run(fmt::format("eval --recipe '{}' --adapter '{}' --generate --max-new-tokens 8 --predictions '{}' --json",
+                                 (oracle / "recipe.yaml").string(), (oracle / "final_adapter").string(), predictions.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string last = r.output.substr(0, r.output.find_last_not_of('\n') + 1);
+  last = last.substr(last.rfind('\n') == std::string::npos ? 0 : last.rfind('\n') + 1);
+  const auto out = nlohmann::json::parse(last);
+  EXPECT_EQ(out["examples"], 40);
+  EXPECT_GE(out["exact_match"].get<double>(), 0.0);
+  EXPECT_LE(out["exact_match"].get<double>(), 1.0);
+  for (const char* key : {"macro_f1", "micro_f1", "seconds_per_prompt", "tokens_per_s", "peak_memory_bytes", "labels"})
+    EXPECT_TRUE(out.contains(key)) << key;
+  std::ifstream in(predictions);
+  std::string header;
+  std::getline(in, header);
+  EXPECT_EQ(header, "line,prompt,reference,prediction,exact_match,new_tokens,seconds");
 }
