@@ -121,3 +121,26 @@ void load_peft_adapter_weights(const fs::path& dir, lora::LoraModel& lora) {
 }
 
 }  // namespace lorakit
+
+namespace lorakit {
+
+lora::LoraModel apply_peft_adapter(CausalLM& model, const std::filesystem::path& dir) {
+  lora::LoraConfig config = read_peft_adapter_config(dir);
+  const nlohmann::json adapter_config = JsonReader::parse_file((dir / "adapter_config.json").string());
+  const std::string base = adapter_config.value("base_model_name_or_path", nlohmann::json()).is_string()
+                               ? adapter_config["base_model_name_or_path"].get<std::string>() : "";
+  const std::string model_type = model.summary().model_type;
+  if (!base.empty() && std::filesystem::exists(std::filesystem::path(base) / "config.json")) {
+    const nlohmann::json base_config = JsonReader::parse_file((std::filesystem::path(base) / "config.json").string());
+    const std::string base_type = base_config.value("model_type", "");
+    if (!base_type.empty() && base_type != model_type)
+      fail("{}: this adapter was trained on a {} model ({}), but the model here is {}; hint: pass the base model the "
+           "adapter was trained on", dir.string(), base_type, base, model_type);
+  }
+  lora::LoraModel lora = lora::inject_lora(model, config, 0);
+  load_peft_adapter_weights(dir, lora);
+  lora.set_training(false);
+  return lora;
+}
+
+}  // namespace lorakit

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "lora/lora.h"
+#include "models/model.h"
 
 namespace lorakit {
 
@@ -22,5 +23,10 @@ lora::LoraConfig read_peft_adapter_config(const std::filesystem::path& dir);
 // and every LoRA tensor in the file must belong to an adapter; shapes must agree. One message lists
 // every problem with module names and both shapes.
 void load_peft_adapter_weights(const std::filesystem::path& dir, lora::LoraModel& lora);
+
+// All of it for a model about to use an adapter: reads adapter_config.json, refuses an adapter whose
+// base_model_name_or_path is a local model of another model_type, injects and loads the weights, and
+// sets the adapters to inference (no dropout).
+lora::LoraModel apply_peft_adapter(CausalLM& model, const std::filesystem::path& dir);
 
 }  // namespace lorakit

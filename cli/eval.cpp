@@ -110,9 +110,7 @@ void run_eval(const EvalArgs& args) {
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<CausalLM> model = load_hf_model(model_dir, {parse_dtype(args.dtype), at::kCPU});
   if (!args.adapter.empty()) {
-    auto lora = lora::inject_lora(*model, read_peft_adapter_config(args.adapter), 0);
-    load_peft_adapter_weights(args.adapter, lora);
-    lora.set_training(false);
+    apply_peft_adapter(*model, args.adapter);
   }
   if (args.generate) {
     run_generation_eval(args, config, tokenizer, builder, *reader, *model, model_dir);

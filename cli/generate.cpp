@@ -47,9 +47,7 @@ void run_generate(GenerateArgs args, bool sampling_flag) {
   const c10::Device device(args.device);
   auto model = load_hf_model(args.model, {parse_dtype(args.dtype), device});
   if (!args.adapter.empty()) {
-    auto lora = lora::inject_lora(*model, read_peft_adapter_config(args.adapter), 0);
-    load_peft_adapter_weights(args.adapter, lora);
-    lora.set_training(false);
+    apply_peft_adapter(*model, args.adapter);
   }
   args.config.sample = sampling_flag && !args.greedy;
   args.config.stop = args.stop;

@@ -265,3 +265,18 @@ TEST(Export, EvalGenerateWritesPredictionsAndScores) {
   std::getline(in, header);
   EXPECT_EQ(header, "line,prompt,reference,prediction,exact_match,new_tokens,seconds");
 }
+
+TEST(Export, AdapterForAnotherModelTypeIsRefused) {
+  const fs::path oracle = build_dir() / "train";
+  ASSERT_TRUE(fs::exists(oracle / "recipe.yaml"));
+  const fs::path run_dir = scratch("typed");
+  ASSERT_EQ(run(fmt::format("train '{}' --set output.dir='{}' --set train.max_steps=1", (oracle / "recipe.yaml").string(),
+                            run_dir.string())).exit_code, 0);
+  const fs::path out = scratch("typed-merge");
+  const auto r = run(fmt::format("merge --model '{}' --adapter '{}' --out '{}'", (lora_case("gpt_neox-default-r4") / "base").string(),
+                                 (run_dir / "adapter").string(), out.string()));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_CONTAINS(r.output, "this adapter was trained on a exaone4 model");
+  EXPECT_CONTAINS(r.output, "the model here is gpt_neox");
+  EXPECT_FALSE(fs::exists(out));
+}

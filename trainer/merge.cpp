@@ -69,10 +69,7 @@ MergeReport merge_adapter(const fs::path& model_dir, const fs::path& adapter_dir
 
   // The base in float32 with its adapter, as PEFT computes the unmerged model.
   auto model = load_hf_model(model_dir, {at::kFloat, at::kCPU});
-  lora::LoraConfig lora_config = read_peft_adapter_config(adapter_dir);
-  auto lora = lora::inject_lora(*model, lora_config, 0);
-  load_peft_adapter_weights(adapter_dir, lora);
-  lora.set_training(false);
+  auto lora = apply_peft_adapter(*model, adapter_dir);
   c10::NoGradGuard no_grad;
   const at::Tensor probe = (at::arange(16, at::kLong) * 7919 % std::min<int64_t>(model->vocab_size(), 1000)).view({1, 16});
   const at::Tensor unmerged = model->forward(probe, at::ones_like(probe));  // (1, 16, V)
