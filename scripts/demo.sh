@@ -19,6 +19,13 @@ echo "== lorakit eval on the validation rows: the base model, then with the trai
 build/lorakit eval --recipe recipes/demo.yaml --set data.filter_value=valid
 build/lorakit eval --recipe recipes/demo.yaml --set data.filter_value=valid --adapter runs/demo/adapter
 echo
+echo "== lorakit generate with the adapter (greedy, KV cache)"
+build/lorakit generate --model "$model" --adapter runs/demo/adapter --max-new-tokens 24 --prompt '### 질문: 월요일 다음 날은 무슨 요일이야?
+### 답변: '
+echo
+echo "== lorakit merge: adapter folded into the base, a directory AutoModelForCausalLM loads"
+build/lorakit merge --model "$model" --adapter runs/demo/adapter --out runs/demo/merged --overwrite
+echo
 echo "The adapter (PEFT format; PeftModel.from_pretrained loads it): runs/demo/adapter"
 real=../shared/models/EXAONE-4.0-1.2B
 if [ -f "$real/config.json" ]; then
