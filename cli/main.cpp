@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   lorakit::cli::add_train(app);
   lorakit::cli::add_merge(app);
   lorakit::cli::add_generate(app);
+  lorakit::cli::add_sweep(app);
+  lorakit::cli::add_report(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

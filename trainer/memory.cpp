@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <string>
 
 #include <c10/cuda/CUDACachingAllocator.h>
 
@@ -25,10 +26,25 @@ Memory memory_now(const c10::Device& device) {
   long pages = 0, resident = 0;
   statm >> pages >> resident;
   m.allocated = m.reserved = static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
-  rusage usage{};
-  ::getrusage(RUSAGE_SELF, &usage);
-  m.peak = static_cast<double>(usage.ru_maxrss) * 1024.0;
+  // VmHWM: the peak resident set since the process started or since reset_peak_memory().
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.starts_with("VmHWM:")) m.peak = std::stod(line.substr(6)) * 1024.0;
+  if (m.peak == 0) {
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    m.peak = static_cast<double>(usage.ru_maxrss) * 1024.0;
+  }
   return m;
+}
+
+void reset_peak_memory(const c10::Device& device) {
+  if (device.is_cuda()) {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+    return;
+  }
+  std::ofstream("/proc/self/clear_refs") << "5";
 }
 
 }  // namespace lorakit::trainer

@@ -13,4 +13,8 @@ struct Memory {
 
 Memory memory_now(const c10::Device& device);
 
+// Starts a new peak: the CUDA allocator's, and on Linux the process's peak resident set (VmHWM, via
+// /proc/self/clear_refs), so runs in one process each get their own peak.
+void reset_peak_memory(const c10::Device& device);
+
 }  // namespace lorakit::trainer

@@ -16,6 +16,7 @@ namespace fs = std::filesystem;
 template <typename T>
 const char* type_name() {
   if constexpr (std::is_same_v<T, lora::TargetModules>) return "a list of module names or a regex string";
+  else if constexpr (std::is_same_v<T, std::vector<std::string>>) return "a list of strings";
   else if constexpr (std::is_same_v<T, bool>) return "true or false";
   else if constexpr (std::is_integral_v<T>) return "an integer";
   else if constexpr (std::is_floating_point_v<T>) return "a number";
@@ -56,6 +57,16 @@ void read_section(const YAML::Node& node, const std::string& name, const std::st
         problems.push_back(fmt::format("{}: {}.{}: expected {}", where_of(source, value), name, key, type_name<T>()));
       }
       return;
+    } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+      field.clear();
+      if (value.IsSequence()) {
+        for (const auto& item : value) field.push_back(item.as<std::string>());
+      } else if (value.IsScalar()) {
+        field.push_back(value.Scalar());
+      } else {
+        problems.push_back(fmt::format("{}: {}.{}: expected {}", where_of(source, value), name, key, type_name<T>()));
+      }
+      return;
     } else {
     if (!value.IsScalar()) {
       problems.push_back(fmt::format("{}: {}.{}: expected {}, found a {}", where_of(source, value), name, key,
@@ -84,7 +95,11 @@ void write_section(YAML::Emitter& out, const char* name, Section& section) {
   visit_fields(section, [&](const char* key, auto& field, const char*) {
     using T = std::decay_t<decltype(field)>;
     out << YAML::Key << key << YAML::Value;
-    if constexpr (std::is_same_v<T, lora::TargetModules>) {
+    if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+      out << YAML::BeginSeq;
+      for (const auto& item : field) out << item;
+      out << YAML::EndSeq;
+    } else if constexpr (std::is_same_v<T, lora::TargetModules>) {
       if (!field.regex.empty()) {
         out << field.regex;
       } else {
@@ -107,6 +122,7 @@ void for_each_section(Recipe& recipe, F&& f) {
   f("data", recipe.data);
   f("train", recipe.train);
   f("output", recipe.output);
+  f("inference", recipe.inference);
 }
 
 std::string resolve_path(const std::string& value, const fs::path& base) {
@@ -143,7 +159,7 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
   for (const auto& entry : root) {
     const std::string name = entry.first.as<std::string>();
     if (std::find(sections.begin(), sections.end(), name) == sections.end())
-      problems.push_back(fmt::format("{}: unknown section '{}'{} (sections: model, lora, data, train, output)", where_of(path, entry.first),
+      problems.push_back(fmt::format("{}: unknown section '{}'{} (sections: model, lora, data, train, output, inference)", where_of(path, entry.first),
                                      name, did_you_mean(name, sections)));
   }
   if (!problems.empty()) {

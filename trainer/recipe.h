@@ -84,6 +84,18 @@ void visit_fields(OutputSection& c, Visitor&& v) {
   v("dir", c.dir, "run directory: adapter/, checkpoints/, metrics.h5, metrics.csv, summary.json, recipe.yaml");
 }
 
+// Prompts a run is measured with after training (inference time, memory, sample generations).
+struct InferenceSection {
+  std::vector<std::string> prompts;
+  int64_t max_new_tokens = 32;
+};
+
+template <typename Visitor>
+void visit_fields(InferenceSection& c, Visitor&& v) {
+  v("prompts", c.prompts, "prompts generated with the trained adapter (greedy) to measure inference time and memory");
+  v("max_new_tokens", c.max_new_tokens, "tokens generated per prompt");
+}
+
 struct Recipe {
   std::string source;  // the file it was read from ("" when built from flags)
   ModelSection model;
@@ -91,6 +103,7 @@ struct Recipe {
   data::DataConfig data;
   TrainSection train;
   OutputSection output;
+  InferenceSection inference;
 };
 
 // Reads `path`, then applies `overrides` ("data.max_seq_len=512"). Relative model and data paths

@@ -142,13 +142,15 @@ struct TrainState {
   double seconds = 0;
   double loss_sum = 0;  // sum of per-step losses, for the mean in the summary
   double last_loss = NAN;
+  double peak_memory = 0, peak_reserved = 0;  // over all steps (CUDA: allocated / reserved; CPU: resident)
 };
 
 nlohmann::json state_json(const TrainState& s) {
   return {{"step", s.step}, {"cursor", s.cursor.to_json()}, {"loss_scale", s.loss_scale}, {"good_steps", s.good_steps},
           {"best_eval", std::isfinite(s.best_eval) ? nlohmann::json(s.best_eval) : nlohmann::json()},
           {"evals_without_improvement", s.evals_without_improvement}, {"tokens", s.tokens}, {"seconds", s.seconds},
-          {"loss_sum", s.loss_sum}, {"last_loss", std::isfinite(s.last_loss) ? nlohmann::json(s.last_loss) : nlohmann::json()}};
+          {"loss_sum", s.loss_sum}, {"last_loss", std::isfinite(s.last_loss) ? nlohmann::json(s.last_loss) : nlohmann::json()},
+          {"peak_memory", s.peak_memory}, {"peak_reserved", s.peak_reserved}};
 }
 
 TrainState state_from_json(const nlohmann::json& j) {
@@ -163,6 +165,8 @@ TrainState state_from_json(const nlohmann::json& j) {
   s.seconds = j.at("seconds");
   s.loss_sum = j.at("loss_sum");
   s.last_loss = j.at("last_loss").is_null() ? NAN : j.at("last_loss").get<double>();
+  s.peak_memory = j.value("peak_memory", 0.0);
+  s.peak_reserved = j.value("peak_reserved", 0.0);
   return s;
 }
 
@@ -231,6 +235,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   const TrainSection& t = recipe.train;
   validate(t);
   const at::Device device(t.device);
+  reset_peak_memory(device);
   const fs::path run_dir = recipe.output.dir;
   if (fs::exists(run_dir) && !options.resume && !options.overwrite)
     fail("{}: the run directory exists; hint: --resume to continue it, --overwrite to replace it, or set output.dir",
@@ -412,6 +417,8 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
     state.seconds = seconds_before + std::chrono::duration<double>(Clock::now() - run_start).count();
     // 5. Log.
     const Memory mem = memory_now(device);
+    state.peak_memory = std::max(state.peak_memory, mem.peak);
+    state.peak_reserved = std::max(state.peak_reserved, mem.reserved);
     const double epoch = static_cast<double>(state.cursor.epoch) +
                          static_cast<double>(state.cursor.batch) / static_cast<double>(std::max<int64_t>(batches_per_epoch, 1));
     metrics.append({static_cast<double>(state.step), epoch, loss, lr, grad_norm, tokens / step_seconds, mem.allocated,
@@ -456,13 +463,15 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   const fs::path adapter_dir = run_dir / "adapter";
   save_peft_adapter(adapter_dir, lora, recipe.model.path, /*overwrite=*/true);
   const Memory mem = memory_now(device);
+  state.peak_memory = std::max(state.peak_memory, mem.peak);
   nlohmann::json summary = {
       {"model", recipe.model.path}, {"steps", state.step}, {"tokens", state.tokens}, {"wall_seconds", state.seconds},
       {"tokens_per_s", state.seconds > 0 ? static_cast<double>(state.tokens) / state.seconds : 0.0},
       {"final_loss", state.last_loss}, {"mean_loss", state.step ? state.loss_sum / static_cast<double>(state.step) : NAN},
       {"best_eval_loss", std::isfinite(state.best_eval) ? nlohmann::json(state.best_eval) : nlohmann::json()},
       {"trainable_params", lora.trainable_parameters}, {"all_params", lora.all_parameters},
-      {"peak_memory_bytes", mem.peak}, {"device", t.device}, {"precision", t.precision},
+      {"peak_memory_bytes", state.peak_memory}, {"peak_reserved_bytes", state.peak_reserved},
+      {"device", t.device}, {"precision", t.precision}, {"lora_target_modules", lora.adapters.size()},
       {"r", lora.config.r}, {"lora_alpha", lora.config.lora_alpha}};
   write_atomically(run_dir / "summary.json", summary.dump(1) + "\n");
   say(fmt::format("done: {} steps in {}, final loss {:.4f}; adapter: {}\n", state.step, duration(state.seconds),

@@ -1,0 +1,36 @@
+// `lorakit sweep` and `lorakit report`: a recipe trained over the cross product of --grid values,
+// one run directory each under the sweep directory, measured the same way (fine-tune time and
+// tokens/s, true peak memory, losses, then inference time and memory over the recipe's prompts
+// with the adapter), and a seed-style model-selection table with plots.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace lorakit::trainer {
+
+struct SweepOptions {
+  std::vector<std::string> grids;  // "lora.r=16,32,64", "model.path=A,B"
+  std::vector<std::string> sets;   // "train.max_steps=100"
+  std::string out;                 // the sweep directory (default: runs/sweep-<recipe name>)
+  double alpha_per_rank = 0;       // > 0: lora.lora_alpha = alpha_per_rank * r
+  std::string python;              // for the plots
+  bool quiet = false;
+};
+
+struct SweepResult {
+  std::filesystem::path dir;
+  int finished = 0, skipped = 0, failed = 0;
+};
+
+// Runs every combination one after another. A finished run (summary.json and inference.json) is
+// skipped; an interrupted one resumes from its newest checkpoint; a failed one is recorded in
+// failed.json and the sweep goes on. Ends with write_report().
+SweepResult sweep(const std::string& recipe_path, const SweepOptions& options);
+
+// report.md, report.csv and the plots (loss_curves.png, time_memory_by_rank.png via
+// scripts/plot_sweep.py) of a sweep directory.
+void write_report(const std::filesystem::path& sweep_dir, const std::string& python, bool quiet = false);
+
+}  // namespace lorakit::trainer
