@@ -143,6 +143,7 @@ SweepResult sweep(const std::string& recipe_path, const SweepOptions& options) {
   const auto say = [&](const std::string& text) {
     if (!options.quiet) fmt::print("{}", text);
   };
+  std::set<std::string> used_names;
   for (size_t i = 0; i < combinations.size(); ++i) {
     const auto& combination = combinations[i];
     std::string name;
@@ -155,6 +156,10 @@ SweepResult sweep(const std::string& recipe_path, const SweepOptions& options) {
       grid[key] = value;
       if (key == "lora.r") rank = std::stoll(value);
     }
+    // Two values with the same file name (A/model, B/model) still get their own run directories.
+    const std::string base_name = name;
+    for (int k = 2; used_names.count(name); ++k) name = fmt::format("{}-{}", base_name, k);
+    used_names.insert(name);
     if (options.alpha_per_rank > 0) sets.push_back(fmt::format("lora.lora_alpha={}", options.alpha_per_rank * static_cast<double>(rank)));
     const fs::path run_dir = result.dir / name;
     sets.push_back("output.dir=" + run_dir.string());

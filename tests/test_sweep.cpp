@@ -1,0 +1,169 @@
+// `lorakit sweep` / `report` on the train oracle's tiny model (CPU): three ranks give three report
+// rows whose numbers equal each run's summary.json and metrics.h5, valid PNG plots, a second
+// invocation skips the finished runs, a sweep killed in its second run finishes without repeating
+// the first, and a failed run is recorded while the sweep goes on.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/cli_runner.h"
+#include "tests/test_paths.h"
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using lorakit::testing::run;
+using lorakit::testing::run_command;
+
+namespace {
+
+fs::path oracle_dir() { return fs::path(lorakit::testing::parity_dir()).parent_path() / "train"; }
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("lorakit_test_sweep_{}", ::getpid()) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir.parent_path());
+  return dir;
+}
+
+const std::string kPrompts = "--set 'inference.prompts=[\"### 질문: 월요일 다음 날은?\\n### 답변: \", \"### 질문: 하늘은?\\n### 답변: \"]' "
+                             "--set inference.max_new_tokens=6";
+
+std::vector<std::map<std::string, std::string>> read_csv(const fs::path& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  std::vector<std::string> header;
+  std::stringstream hs(line);
+  for (std::string h; std::getline(hs, h, ',');) header.push_back(h);
+  std::vector<std::map<std::string, std::string>> rows;
+  while (std::getline(in, line)) {
+    std::map<std::string, std::string> row;
+    std::stringstream ls(line);
+    size_t i = 0;
+    for (std::string v; i < header.size() && std::getline(ls, v, ','); ++i) row[header[i]] = v;
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+bool is_png(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[8] = {};
+  in.read(magic, 8);
+  return in && std::string(magic, 8) == "\x89PNG\r\n\x1a\n" && fs::file_size(path) > 1000;
+}
+
+double last_h5_loss(const fs::path& metrics) {
+  const auto r = run_command(fmt::format("{} -c \"import h5py; print(float(h5py.File('{}', 'r')['loss'][-1]))\"",
+                                         lorakit::testing::venv_python(), metrics.string()));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return std::stod(r.output);
+}
+
+}  // namespace
+
+TEST(Sweep, ThreeRanksReportPlotsAndSkipOnRerun) {
+  ASSERT_TRUE(fs::exists(oracle_dir() / "recipe.yaml")) << "train oracle output missing";
+  const fs::path dir = scratch("ranks");
+  const std::string command = fmt::format("sweep '{}' --grid lora.r=2,4,8 --set train.max_steps=6 {} --out '{}'",
+                                          (oracle_dir() / "recipe.yaml").string(), kPrompts, dir.string());
+  const auto first = run(command);
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const auto rows = read_csv(dir / "report.csv");
+  ASSERT_EQ(rows.size(), 3u);
+  const std::vector<std::string> names = {"r2", "r4", "r8"};
+  for (size_t i = 0; i < rows.size(); ++i) {
+    SCOPED_TRACE(names[i]);
+    EXPECT_EQ(rows[i].at("run"), names[i]);
+    EXPECT_EQ(rows[i].at("status"), "finished");
+    const auto summary = nlohmann::json::parse(std::ifstream(dir / names[i] / "summary.json"));
+    EXPECT_NEAR(std::stod(rows[i].at("final_loss")), summary["final_loss"].get<double>(), 1e-6);
+    EXPECT_NEAR(std::stod(rows[i].at("mean_loss")), summary["mean_loss"].get<double>(), 1e-6);
+    EXPECT_NEAR(std::stod(rows[i].at("finetune_seconds")), summary["wall_seconds"].get<double>(), 1e-3);
+    EXPECT_EQ(std::stoll(rows[i].at("trainable_params")), summary["trainable_params"].get<int64_t>());
+    EXPECT_EQ(std::stod(rows[i].at("peak_memory_bytes")), summary["peak_memory_bytes"].get<double>());
+    EXPECT_NEAR(std::stod(rows[i].at("final_loss")), last_h5_loss(dir / names[i] / "metrics.h5"), 1e-6);
+    EXPECT_EQ(rows[i].at("r"), names[i].substr(1));
+    const auto inference = nlohmann::json::parse(std::ifstream(dir / names[i] / "inference.json"));
+    EXPECT_EQ(inference["prompts"].size(), 2u);
+    EXPECT_NEAR(std::stod(rows[i].at("inference_seconds_per_prompt")), inference["seconds_per_prompt"].get<double>(), 1e-4);
+  }
+  EXPECT_LT(std::stoll(rows[0].at("trainable_params")), std::stoll(rows[2].at("trainable_params")));
+  EXPECT_TRUE(is_png(dir / "loss_curves.png"));
+  EXPECT_TRUE(is_png(dir / "time_memory_by_rank.png"));
+  std::string md;
+  std::getline(std::ifstream(dir / "report.md"), md, '\0');
+  EXPECT_CONTAINS(md, "| r2 |");
+  EXPECT_CONTAINS(md, "lora_alpha is fixed at 16 for every rank");  // the seed table's flaw, named
+  EXPECT_CONTAINS(md, "## Sample generations");
+
+  const auto stamp = fs::last_write_time(dir / "r2" / "summary.json");
+  const auto second = run(command);
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  for (const auto& name : names) EXPECT_CONTAINS(second.output, "skipping " + name + ": finished");
+  EXPECT_EQ(fs::last_write_time(dir / "r2" / "summary.json"), stamp);
+}
+
+TEST(Sweep, KilledInTheSecondRunFinishesWithoutRepeatingTheFirst) {
+  ASSERT_TRUE(fs::exists(oracle_dir() / "recipe.yaml"));
+  const fs::path dir = scratch("killed");
+  std::vector<std::string> argv_strings = {lorakit::testing::lorakit_bin(), "sweep", (oracle_dir() / "recipe.yaml").string(),
+                                           "--grid", "lora.r=2,4,8", "--set", "train.max_steps=60", "--set",
+                                           "train.num_train_epochs=10", "--set", "train.save_steps=2", "--out", dir.string()};
+  std::vector<char*> argv;
+  for (auto& s : argv_strings) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < end && !fs::exists(dir / "r4" / "checkpoints" / "step-4"))
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(fs::exists(dir / "r2" / "summary.json")) << "the first run did not finish before the kill";
+  EXPECT_FALSE(fs::exists(dir / "r4" / "summary.json")) << "the second run finished before the kill";
+  const auto stamp = fs::last_write_time(dir / "r2" / "summary.json");
+  const auto again = run(fmt::format("sweep '{}' --grid lora.r=2,4,8 --set train.max_steps=60 --set train.num_train_epochs=10 "
+                                     "--set train.save_steps=2 --out '{}'", (oracle_dir() / "recipe.yaml").string(), dir.string()));
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_CONTAINS(again.output, "skipping r2: finished");
+  EXPECT_CONTAINS(again.output, "resuming r4 from its newest checkpoint");
+  EXPECT_EQ(fs::last_write_time(dir / "r2" / "summary.json"), stamp) << "the first run was repeated";
+  const auto rows = read_csv(dir / "report.csv");
+  ASSERT_EQ(rows.size(), 3u);
+  for (const auto& row : rows) EXPECT_EQ(row.at("status"), "finished") << row.at("run");
+  for (const char* name : {"r2", "r4", "r8"}) {
+    const auto summary = nlohmann::json::parse(std::ifstream(dir / name / "summary.json"));
+    EXPECT_EQ(summary["steps"], 60) << name;
+  }
+}
+
+TEST(Sweep, AFailedRunIsRecordedAndTheSweepGoesOn) {
+  ASSERT_TRUE(fs::exists(oracle_dir() / "recipe.yaml"));
+  const fs::path dir = scratch("failed");
+  const auto r = run(fmt::format("sweep '{}' --grid 'model.path={},/nonexistent/other-model' --set train.max_steps=2 --out '{}'",
+                                 (oracle_dir() / "recipe.yaml").string(), (oracle_dir() / "model").string(), dir.string()));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_CONTAINS(r.output, "run path-other-model failed");
+  const auto rows = read_csv(dir / "report.csv");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].at("status"), "finished");
+  EXPECT_EQ(rows[1].at("status"), "failed");
+  EXPECT_CONTAINS(rows[1].at("error"), "/nonexistent/other-model");
+}
