@@ -76,13 +76,13 @@ double last_h5_loss(const fs::path& metrics) {
 TEST(Sweep, ThreeRanksReportPlotsAndSkipOnRerun) {
   ASSERT_TRUE(fs::exists(oracle_dir() / "recipe.yaml")) << "train oracle output missing";
   const fs::path dir = scratch("ranks");
-  const std::string command = fmt::format("sweep '{}' --grid lora.r=2,4,8 --set train.max_steps=6 {} --out '{}'",
+  const std::string command = fmt::format("sweep '{}' --grid lora.r=16,32,64 --set train.max_steps=6 {} --out '{}'",
                                           (oracle_dir() / "recipe.yaml").string(), kPrompts, dir.string());
   const auto first = run(command);
   ASSERT_EQ(first.exit_code, 0) << first.output;
   const auto rows = read_csv(dir / "report.csv");
   ASSERT_EQ(rows.size(), 3u);
-  const std::vector<std::string> names = {"r2", "r4", "r8"};
+  const std::vector<std::string> names = {"r16", "r32", "r64"};
   for (size_t i = 0; i < rows.size(); ++i) {
     SCOPED_TRACE(names[i]);
     EXPECT_EQ(rows[i].at("run"), names[i]);
@@ -104,22 +104,22 @@ TEST(Sweep, ThreeRanksReportPlotsAndSkipOnRerun) {
   EXPECT_TRUE(is_png(dir / "time_memory_by_rank.png"));
   std::string md;
   std::getline(std::ifstream(dir / "report.md"), md, '\0');
-  EXPECT_CONTAINS(md, "| r2 |");
+  EXPECT_CONTAINS(md, "| r16 |");
   EXPECT_CONTAINS(md, "lora_alpha is fixed at 16 for every rank");  // the seed table's flaw, named
   EXPECT_CONTAINS(md, "## Sample generations");
 
-  const auto stamp = fs::last_write_time(dir / "r2" / "summary.json");
+  const auto stamp = fs::last_write_time(dir / "r16" / "summary.json");
   const auto second = run(command);
   ASSERT_EQ(second.exit_code, 0) << second.output;
   for (const auto& name : names) EXPECT_CONTAINS(second.output, "skipping " + name + ": finished");
-  EXPECT_EQ(fs::last_write_time(dir / "r2" / "summary.json"), stamp);
+  EXPECT_EQ(fs::last_write_time(dir / "r16" / "summary.json"), stamp);
 }
 
 TEST(Sweep, KilledInTheSecondRunFinishesWithoutRepeatingTheFirst) {
   ASSERT_TRUE(fs::exists(oracle_dir() / "recipe.yaml"));
   const fs::path dir = scratch("killed");
   std::vector<std::string> argv_strings = {lorakit::testing::lorakit_bin(), "sweep", (oracle_dir() / "recipe.yaml").string(),
-                                           "--grid", "lora.r=2,4,8", "--set", "train.max_steps=60", "--set",
+                                           "--grid", "lora.r=16,32,64", "--set", "train.max_steps=60", "--set",
                                            "train.num_train_epochs=10", "--set", "train.save_steps=2", "--out", dir.string()};
   std::vector<char*> argv;
   for (auto& s : argv_strings) argv.push_back(s.data());
@@ -131,24 +131,24 @@ TEST(Sweep, KilledInTheSecondRunFinishesWithoutRepeatingTheFirst) {
   ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
   posix_spawn_file_actions_destroy(&actions);
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::chrono::steady_clock::now() < end && !fs::exists(dir / "r4" / "checkpoints" / "step-4"))
+  while (std::chrono::steady_clock::now() < end && !fs::exists(dir / "r32" / "checkpoints" / "step-4"))
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   ::kill(pid, SIGKILL);
   int status = 0;
   waitpid(pid, &status, 0);
-  ASSERT_TRUE(fs::exists(dir / "r2" / "summary.json")) << "the first run did not finish before the kill";
-  EXPECT_FALSE(fs::exists(dir / "r4" / "summary.json")) << "the second run finished before the kill";
-  const auto stamp = fs::last_write_time(dir / "r2" / "summary.json");
-  const auto again = run(fmt::format("sweep '{}' --grid lora.r=2,4,8 --set train.max_steps=60 --set train.num_train_epochs=10 "
+  ASSERT_TRUE(fs::exists(dir / "r16" / "summary.json")) << "the first run did not finish before the kill";
+  EXPECT_FALSE(fs::exists(dir / "r32" / "summary.json")) << "the second run finished before the kill";
+  const auto stamp = fs::last_write_time(dir / "r16" / "summary.json");
+  const auto again = run(fmt::format("sweep '{}' --grid lora.r=16,32,64 --set train.max_steps=60 --set train.num_train_epochs=10 "
                                      "--set train.save_steps=2 --out '{}'", (oracle_dir() / "recipe.yaml").string(), dir.string()));
   ASSERT_EQ(again.exit_code, 0) << again.output;
-  EXPECT_CONTAINS(again.output, "skipping r2: finished");
-  EXPECT_CONTAINS(again.output, "resuming r4 from its newest checkpoint");
-  EXPECT_EQ(fs::last_write_time(dir / "r2" / "summary.json"), stamp) << "the first run was repeated";
+  EXPECT_CONTAINS(again.output, "skipping r16: finished");
+  EXPECT_CONTAINS(again.output, "resuming r32 from its newest checkpoint");
+  EXPECT_EQ(fs::last_write_time(dir / "r16" / "summary.json"), stamp) << "the first run was repeated";
   const auto rows = read_csv(dir / "report.csv");
   ASSERT_EQ(rows.size(), 3u);
   for (const auto& row : rows) EXPECT_EQ(row.at("status"), "finished") << row.at("run");
-  for (const char* name : {"r2", "r4", "r8"}) {
+  for (const char* name : {"r16", "r32", "r64"}) {
     const auto summary = nlohmann::json::parse(std::ifstream(dir / name / "summary.json"));
     EXPECT_EQ(summary["steps"], 60) << name;
   }
