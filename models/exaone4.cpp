@@ -157,7 +157,7 @@ class Exaone4ForCausalLM final : public CausalLM {
 
   at::Tensor embed(const at::Tensor& input_ids) const override { return at::embedding(embed_tokens_, input_ids); }
 
-  at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& attention_mask, KVCache* cache) const override {
+  at::Tensor forward_hidden(const at::Tensor& embeds, const at::Tensor& attention_mask, KVCache* cache) const override {
     const int64_t B = embeds.size(0), T = embeds.size(1), D = cfg_.head_dim;
     const int64_t past = cache ? cache->length : 0;
     at::Tensor positions = at::arange(past, past + T, embeds.options().dtype(at::kLong)).unsqueeze(0);  // (1, T)
@@ -174,27 +174,34 @@ class Exaone4ForCausalLM final : public CausalLM {
 
     at::Tensor h = embeds;  // (B, T, C)
     for (size_t i = 0; i < layers_.size(); ++i) {
-      const auto& l = layers_[i];
-      // Attention on the raw residual stream; RoPE after the q/k norms, skipped on global
-      // layers of hybrid models (sliding_window set and the layer not sliding).
-      at::Tensor q = l.q_proj.forward(h).view({B, T, -1, D}).transpose(1, 2);  // (B, H, T, D)
-      at::Tensor k = l.k_proj.forward(h).view({B, T, -1, D}).transpose(1, 2);  // (B, Hkv, T, D)
-      at::Tensor v = l.v_proj.forward(h).view({B, T, -1, D}).transpose(1, 2);  // (B, Hkv, T, D)
-      q = rms_norm(q, l.q_norm, cfg_.rms_norm_eps);
-      k = rms_norm(k, l.k_norm, cfg_.rms_norm_eps);
-      if (cfg_.sliding_window == 0 || l.is_sliding) {
-        q = apply_rope(q, cos, sin);
-        k = apply_rope(k, cos, sin);
-      }
-      if (cache) std::tie(k, v) = append_kv(cache->keys, cache->values, i, k, v);  // (1, Hkv, past + T, D)
-      at::Tensor a = attention(q, k, v, l.is_sliding ? sliding_mask : full_mask, scale);  // (B, T, H*D)
-      h = h + rms_norm(l.o_proj.forward(a), l.post_attention_layernorm, cfg_.rms_norm_eps);
-      at::Tensor m = l.down_proj.forward(activation(cfg_.hidden_act, l.gate_proj.forward(h)) * l.up_proj.forward(h));
-      h = h + rms_norm(m, l.post_feedforward_layernorm, cfg_.rms_norm_eps);
+      // One decoder layer; captures by value so it can rerun in the backward (activation recompute).
+      const auto block = [=, this](const at::Tensor& x) {
+        const auto& l = layers_[i];
+        // Attention on the raw residual stream; RoPE after the q/k norms, skipped on global
+        // layers of hybrid models (sliding_window set and the layer not sliding).
+        at::Tensor q = l.q_proj.forward(x).view({B, T, -1, D}).transpose(1, 2);  // (B, H, T, D)
+        at::Tensor k = l.k_proj.forward(x).view({B, T, -1, D}).transpose(1, 2);  // (B, Hkv, T, D)
+        at::Tensor v = l.v_proj.forward(x).view({B, T, -1, D}).transpose(1, 2);  // (B, Hkv, T, D)
+        q = rms_norm(q, l.q_norm, cfg_.rms_norm_eps);
+        k = rms_norm(k, l.k_norm, cfg_.rms_norm_eps);
+        if (cfg_.sliding_window == 0 || l.is_sliding) {
+          q = apply_rope(q, cos, sin);
+          k = apply_rope(k, cos, sin);
+        }
+        if (cache) std::tie(k, v) = append_kv(cache->keys, cache->values, i, k, v);  // (1, Hkv, past + T, D)
+        at::Tensor a = attention(q, k, v, l.is_sliding ? sliding_mask : full_mask, scale);  // (B, T, H*D)
+        at::Tensor y = x + rms_norm(l.o_proj.forward(a), l.post_attention_layernorm, cfg_.rms_norm_eps);
+        at::Tensor m = l.down_proj.forward(activation(cfg_.hidden_act, l.gate_proj.forward(y)) * l.up_proj.forward(y));
+        return y + rms_norm(m, l.post_feedforward_layernorm, cfg_.rms_norm_eps);
+      };
+      h = recompute_ && !cache ? recompute_in_backward(block, h) : block(h);
     }
     if (cache) cache->length += T;
-    h = rms_norm(h, norm_, cfg_.rms_norm_eps);
-    if (cfg_.tie_word_embeddings) return at::linear(h, embed_tokens_);  // (B, T, V)
+    return rms_norm(h, norm_, cfg_.rms_norm_eps);  // (B, T, C)
+  }
+
+  at::Tensor lm_head(const at::Tensor& h) const override {
+    if (cfg_.tie_word_embeddings) return at::linear(h, embed_tokens_);  // (..., V)
     return lm_head_.forward(h);
   }
 

@@ -134,7 +134,7 @@ class GPTNeoXForCausalLM final : public CausalLM {
 
   at::Tensor embed(const at::Tensor& input_ids) const override { return at::embedding(embed_in_, input_ids); }
 
-  at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& attention_mask, KVCache* cache) const override {
+  at::Tensor forward_hidden(const at::Tensor& embeds, const at::Tensor& attention_mask, KVCache* cache) const override {
     const int64_t B = embeds.size(0), T = embeds.size(1), D = cfg_.head_size;
     const int64_t past = cache ? cache->length : 0;
     at::Tensor positions = at::arange(past, past + T, embeds.options().dtype(at::kLong)).unsqueeze(0);  // (1, T)
@@ -145,28 +145,34 @@ class GPTNeoXForCausalLM final : public CausalLM {
 
     at::Tensor h = embeds;  // (B, T, C)
     for (size_t i = 0; i < layers_.size(); ++i) {
-      const auto& l = layers_[i];
-      at::Tensor x = layer_norm(h, l.input_layernorm_weight, l.input_layernorm_bias, cfg_.layer_norm_eps);
-      // Fused projection, per head [q | k | v]: (B, T, 3C) -> (B, H, T, 3D) -> 3 x (B, H, T, D).
-      at::Tensor qkv = l.query_key_value.forward(x).view({B, T, -1, 3 * D}).transpose(1, 2);
-      at::Tensor q = apply_rope(qkv.slice(-1, 0, D), cos, sin);
-      at::Tensor k = apply_rope(qkv.slice(-1, D, 2 * D), cos, sin);
-      at::Tensor v = qkv.slice(-1, 2 * D);
-      if (cache) std::tie(k, v) = append_kv(cache->keys, cache->values, i, k, v);  // (1, H, past + T, D)
-      at::Tensor attn = l.dense.forward(attention(q, k, v, mask, scale));  // (B, T, C)
-      if (cfg_.use_parallel_residual) {
-        at::Tensor y = layer_norm(h, l.post_attention_layernorm_weight, l.post_attention_layernorm_bias, cfg_.layer_norm_eps);
-        at::Tensor mlp = l.dense_4h_to_h.forward(activation(cfg_.hidden_act, l.dense_h_to_4h.forward(y)));
-        h = mlp + attn + h;  // HF's operand order
-      } else {
+      // One decoder layer; captures by value so it can rerun in the backward (activation recompute).
+      const auto block = [=, this](const at::Tensor& h) {
+        const auto& l = layers_[i];
+        at::Tensor x = layer_norm(h, l.input_layernorm_weight, l.input_layernorm_bias, cfg_.layer_norm_eps);
+        // Fused projection, per head [q | k | v]: (B, T, 3C) -> (B, H, T, 3D) -> 3 x (B, H, T, D).
+        at::Tensor qkv = l.query_key_value.forward(x).view({B, T, -1, 3 * D}).transpose(1, 2);
+        at::Tensor q = apply_rope(qkv.slice(-1, 0, D), cos, sin);
+        at::Tensor k = apply_rope(qkv.slice(-1, D, 2 * D), cos, sin);
+        at::Tensor v = qkv.slice(-1, 2 * D);
+        if (cache) std::tie(k, v) = append_kv(cache->keys, cache->values, i, k, v);  // (1, H, past + T, D)
+        at::Tensor attn = l.dense.forward(attention(q, k, v, mask, scale));  // (B, T, C)
+        if (cfg_.use_parallel_residual) {
+          at::Tensor y = layer_norm(h, l.post_attention_layernorm_weight, l.post_attention_layernorm_bias, cfg_.layer_norm_eps);
+          at::Tensor mlp = l.dense_4h_to_h.forward(activation(cfg_.hidden_act, l.dense_h_to_4h.forward(y)));
+          return mlp + attn + h;  // HF's operand order
+        }
         at::Tensor r = attn + h;
         at::Tensor y = layer_norm(r, l.post_attention_layernorm_weight, l.post_attention_layernorm_bias, cfg_.layer_norm_eps);
-        h = l.dense_4h_to_h.forward(activation(cfg_.hidden_act, l.dense_h_to_4h.forward(y))) + r;
-      }
+        return l.dense_4h_to_h.forward(activation(cfg_.hidden_act, l.dense_h_to_4h.forward(y))) + r;
+      };
+      h = recompute_ && !cache ? recompute_in_backward(block, h) : block(h);
     }
     if (cache) cache->length += T;
-    h = layer_norm(h, final_layer_norm_weight_, final_layer_norm_bias_, cfg_.layer_norm_eps);
-    if (cfg_.tie_word_embeddings) return at::linear(h, embed_in_);  // (B, T, V)
+    return layer_norm(h, final_layer_norm_weight_, final_layer_norm_bias_, cfg_.layer_norm_eps);  // (B, T, C)
+  }
+
+  at::Tensor lm_head(const at::Tensor& h) const override {
+    if (cfg_.tie_word_embeddings) return at::linear(h, embed_in_);  // (..., V)
     return embed_out_.forward(h);
   }
 

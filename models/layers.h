@@ -4,6 +4,7 @@
 // Shapes: B batch, T tokens, C hidden, H query heads, Hkv key/value heads, D head dim, V vocab.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -74,6 +75,10 @@ std::pair<at::Tensor, at::Tensor> append_kv(std::vector<at::Tensor>& keys, std::
 // softmax(q k^T * scale + mask) v with GQA: q (B, H, T, D), k/v (B, Hkv, S, D) -> (B, T, H*D).
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask4d,
                      double scale);
+
+// y = block(x), keeping only x for the backward, which reruns the block (activation recompute).
+// `block` must capture what it uses by value. Without grad mode it is a plain call.
+at::Tensor recompute_in_backward(std::function<at::Tensor(const at::Tensor&)> block, const at::Tensor& x);
 
 // transformers' ForCausalLMLoss: position t predicts token t+1, labels -100 ignored, mean over
 // the rest, logits upcast to float32. logits (B, T, V), labels (B, T) int64.

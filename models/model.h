@@ -53,10 +53,18 @@ class CausalLM {
 
   // input_ids (B, T) int64 -> embeddings (B, T, C)
   virtual at::Tensor embed(const at::Tensor& input_ids) const = 0;
-  // embeddings (B, T, C), attention_mask (B, T) 0/1 or undefined -> logits (B, T, V). With a cache
-  // (B = 1, no mask): positions continue after cache->length and the new keys/values are appended.
-  virtual at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& attention_mask,
+  // embeddings (B, T, C), attention_mask (B, T) 0/1 or undefined -> the final hidden states (B, T, C),
+  // after the last norm. With a cache (B = 1, no mask): positions continue after cache->length and
+  // the new keys/values are appended.
+  virtual at::Tensor forward_hidden(const at::Tensor& embeds, const at::Tensor& attention_mask,
                                     KVCache* cache) const = 0;
+  // hidden (..., C) -> logits (..., V): lm_head, or the tied embeddings.
+  virtual at::Tensor lm_head(const at::Tensor& hidden) const = 0;
+
+  // embeddings (B, T, C) -> logits (B, T, V).
+  at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& attention_mask, KVCache* cache) const {
+    return lm_head(forward_hidden(embeds, attention_mask, cache));
+  }
   at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& attention_mask) const {
     return forward_embeds(embeds, attention_mask, nullptr);
   }
@@ -68,8 +76,15 @@ class CausalLM {
     return forward_embeds(embed(input_ids), {}, &cache);
   }
 
+  // Activation recompute per decoder layer: less memory for a second forward of each layer.
+  void set_activation_recompute(bool on) { recompute_ = on; }
+  bool activation_recompute() const { return recompute_; }
+
   // Exact parameter count from the architecture (tied weights once), without loading anything.
   int64_t num_parameters();
+
+ protected:
+  bool recompute_ = false;
 };
 
 // RoPE settings from either config shape: transformers 4.x (`rope_theta` + `rope_scaling`, whose

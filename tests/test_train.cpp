@@ -226,6 +226,8 @@ TEST(Train, BadRecipesFailBeforeTheRunDirectoryExists) {
   EXPECT_CONTAINS(unknown.output, "unknown key 'train.lerning_rate' (did you mean 'learning_rate'?)");
   const auto scheduler = run(train_args(dir, "--set train.lr_scheduler_type=step"));
   EXPECT_CONTAINS(scheduler.output, "train.lr_scheduler_type 'step'");
+  const auto vram = run(train_args(dir, "--set train.max_vram=12GiB"));
+  EXPECT_CONTAINS(vram.output, "train.max_vram '12GiB' applies to device cuda, not cpu");
   EXPECT_FALSE(fs::exists(dir)) << "a failed start left a run directory behind";
 }
 

@@ -7,6 +7,11 @@
 #include <string>
 
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAException.h>
+#include <cuda_runtime_api.h>
+
+#include "core/error.h"
+#include "core/format.h"
 
 namespace lorakit::trainer {
 
@@ -37,6 +42,15 @@ Memory memory_now(const c10::Device& device) {
     m.peak = static_cast<double>(usage.ru_maxrss) * 1024.0;
   }
   return m;
+}
+
+void cap_cuda_memory(const c10::Device& device, uint64_t bytes) {
+  const int index = device.index() < 0 ? 0 : device.index();
+  size_t free = 0, total = 0;
+  C10_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  if (bytes > total)
+    fail("train.max_vram {}: the GPU has only {}", human_bytes(static_cast<double>(bytes)), human_bytes(static_cast<double>(total)));
+  c10::cuda::CUDACachingAllocator::setMemoryFraction(static_cast<double>(bytes) / static_cast<double>(total), index);
 }
 
 void reset_peak_memory(const c10::Device& device) {

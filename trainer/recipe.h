@@ -43,6 +43,9 @@ struct TrainSection {
   std::string device = "cpu";               // cpu | cuda
   int64_t shuffle_buffer = 10000;
   bool packing = false;
+  int64_t loss_chunk_tokens = 0;            // > 0: cross-entropy in chunks, never the full logits
+  bool gradient_checkpointing = false;      // recompute each decoder layer's activations in the backward
+  std::string max_vram;                     // e.g. "12GiB": cap the CUDA allocator (a 12 GB card on a bigger GPU)
   int64_t logging_steps = 1;
   int64_t save_steps = 0;                   // 0: only the final adapter
   int64_t save_total_limit = 2;             // checkpoints kept
@@ -70,6 +73,9 @@ void visit_fields(TrainSection& c, Visitor&& v) {
   v("device", c.device, "cpu or cuda");
   v("shuffle_buffer", c.shuffle_buffer, "examples held for shuffling (1: file order)");
   v("packing", c.packing, "pack short examples into rows of max_seq_len tokens");
+  v("gradient_checkpointing", c.gradient_checkpointing, "recompute each decoder layer in the backward (less memory, ~1/3 more compute)");
+  v("max_vram", c.max_vram, "CUDA memory cap, e.g. 12GiB (the allocator's memory fraction); empty: the whole GPU");
+  v("loss_chunk_tokens", c.loss_chunk_tokens, "compute the loss over at most this many tokens' logits at a time (0: all at once)");
   v("logging_steps", c.logging_steps, "print a progress line every N steps when not on a terminal");
   v("save_steps", c.save_steps, "save a resumable checkpoint every N steps (0: only at the end)");
   v("save_total_limit", c.save_total_limit, "checkpoints kept (the newest)");

@@ -27,6 +27,8 @@
 #include "core/format.h"
 #include "data/batches.h"
 #include "data/stats.h"
+#include "trainer/loss.h"
+#include "trainer/merge.h"
 #include "trainer/memory.h"
 #include "trainer/metrics.h"
 
@@ -235,6 +237,10 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   const TrainSection& t = recipe.train;
   validate(t);
   const at::Device device(t.device);
+  if (!t.max_vram.empty()) {
+    if (!device.is_cuda()) fail("train.max_vram '{}' applies to device cuda, not {}", t.max_vram, t.device);
+    cap_cuda_memory(device, parse_size(t.max_vram));
+  }
   reset_peak_memory(device);
   const fs::path run_dir = recipe.output.dir;
   if (fs::exists(run_dir) && !options.resume && !options.overwrite)
@@ -276,6 +282,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
 
   // Model and adapters.
   auto model = load_hf_model(recipe.model.path, {dtype_of(t.precision), device});
+  model->set_activation_recompute(t.gradient_checkpointing);
   auto lora = lora::inject_lora(*model, recipe.lora, t.seed);
   if (!options.adapter.empty()) load_peft_adapter_weights(options.adapter, lora);
   say(lora.trainable_line() + "\n");
@@ -380,13 +387,25 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
     // 2. Forward and backward; the loss is normalised by the step's loss tokens across micro-batches.
     for (at::Tensor& p : params)
       if (p.grad().defined()) p.mutable_grad().zero_();
-    double loss_sum = 0;
     const double scale = fp16 ? state.loss_scale : 1.0;
+    at::Tensor loss_sum_tensor;
+    try {
     for (const auto& m : micro) {
-      const at::Tensor sum = batch_loss_sum(*model, m, device);
-      (sum * (scale / static_cast<double>(std::max<int64_t>(loss_tokens, 1)))).backward();
-      loss_sum += sum.item<double>();
+      std::vector<int64_t> ids(m.input_ids.begin(), m.input_ids.end()), labels(m.labels.begin(), m.labels.end()),
+          mask(m.attention_mask.begin(), m.attention_mask.end());
+      const auto to = [&](std::vector<int64_t>& v) { return at::from_blob(v.data(), {m.rows, m.cols}, at::kLong).to(device); };
+      const at::Tensor sum = loss_and_backward(*model, to(ids), to(mask), to(labels),
+                                               scale / static_cast<double>(std::max<int64_t>(loss_tokens, 1)),
+                                               t.loss_chunk_tokens);
+      loss_sum_tensor = loss_sum_tensor.defined() ? loss_sum_tensor + sum : sum;
     }
+    } catch (const c10::OutOfMemoryError& e) {
+      fail("out of memory at step {} ({} rows x {} tokens){}; lower train.per_device_train_batch_size (raise "
+           "gradient_accumulation_steps to keep the batch), data.max_seq_len or lora.r, or turn on "
+           "train.gradient_checkpointing and train.loss_chunk_tokens", state.step + 1, micro.front().rows,
+           micro.front().cols, t.max_vram.empty() ? "" : fmt::format(" under train.max_vram {}", t.max_vram));
+    }
+    const double loss_sum = loss_sum_tensor.item<double>();  // the step's one host synchronisation for the loss
     // 3. fp16: unscale, and skip the step on inf/nan with a smaller scale.
     bool finite = true;
     if (fp16) {
