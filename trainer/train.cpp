@@ -236,6 +236,11 @@ void validate(const TrainSection& t) {
 TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   const TrainSection& t = recipe.train;
   validate(t);
+  // From here on Ctrl-C / SIGTERM finish the current step and save a checkpoint instead of killing
+  // the process (before any step: a clean exit with nothing to save).
+  g_stop = false;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
   const at::Device device(t.device);
   if (!t.max_vram.empty()) {
     if (!device.is_cuda()) fail("train.max_vram '{}' applies to device cuda, not {}", t.max_vram, t.device);
@@ -331,9 +336,6 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   write_atomically(run_dir / "recipe.yaml", recipe_yaml(resolved));
   MetricsWriter metrics(run_dir, options.resume ? state.step : -1);
 
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-  g_stop = false;
 
   // Evaluation: the mean token loss over the validation rows.
   const auto evaluate = [&]() -> double {
