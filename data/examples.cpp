@@ -157,17 +157,7 @@ std::optional<Example> ExampleBuilder::build(const Record& record, const std::st
       skip_reason = "empty response";
       return std::nullopt;
     }
-    std::string prompt;
-    try {
-      prompt = prompt_->render(
-          [&](const std::string& name) -> std::optional<std::string> {
-            if (!record.fields.contains(name)) return std::nullopt;
-            return text_column(record, path, name);
-          },
-          column_names(record.fields));
-    } catch (const Error& e) {
-      fail("{}:{}: {}", path, record.line, e.what());
-    }
+    const std::string prompt = prompt_and_response(record, path).first;
     append(example, tokenizer_.encode(prompt, true), config_.train_on_prompt);
     std::vector<int32_t> ids = tokenizer_.encode(response, false);
     if (config_.add_eos) ids.push_back(*eos_);

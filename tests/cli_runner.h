@@ -1,17 +1,23 @@
 // Running the lorakit binary from a test as a user would, and asserting on its one-line errors.
 #pragma once
 
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "tests/test_paths.h"
+
+extern char** environ;
 
 namespace lorakit::testing {
 
@@ -33,6 +39,23 @@ inline Result run_command(const std::string& command_line) {
 }
 
 inline Result run(const std::string& args) { return run_command(fmt::format("{} {}", lorakit_bin(), args)); }
+
+// Starts lorakit with `args` in the background (stdout to /dev/null; stderr too when `quiet`).
+inline pid_t spawn_lorakit(const std::vector<std::string>& args, bool quiet = false) {
+  std::vector<std::string> strings = {lorakit_bin()};
+  strings.insert(strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& s : strings) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  if (quiet) posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  EXPECT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
+}
 
 #define EXPECT_CONTAINS(haystack, needle) \
   EXPECT_NE((haystack).find(needle), std::string::npos) << "expected '" << (needle) << "' in:\n" << (haystack)

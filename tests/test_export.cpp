@@ -30,8 +30,6 @@
 #include "trainer/generate.h"
 #include "trainer/scores.h"
 
-extern char** environ;
-
 namespace fs = std::filesystem;
 using namespace lorakit;
 using lorakit::testing::compare;
@@ -165,18 +163,8 @@ TEST(Export, ShardedMergeAndNoHalfWrittenOutput) {
     if (entry.path().filename() != "generation_config.json") fs::copy_file(entry.path(), base / entry.path().filename());
   ASSERT_EQ(::mkfifo((base / "generation_config.json").c_str(), 0600), 0);
   const fs::path killed = scratch("killed");
-  std::vector<std::string> argv_strings = {lorakit::testing::lorakit_bin(), "merge", "--model", base.string(),
-                                           "--adapter", (dir / "adapter").string(), "--out", killed.string()};
-  std::vector<char*> argv;
-  for (auto& s : argv_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&actions);
+  const pid_t pid = lorakit::testing::spawn_lorakit(
+      {"merge", "--model", base.string(), "--adapter", (dir / "adapter").string(), "--out", killed.string()}, /*quiet=*/true);
   int status = 0;
   bool exited = false, saw_partial = false;
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);

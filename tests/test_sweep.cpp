@@ -19,8 +19,6 @@
 #include "tests/cli_runner.h"
 #include "tests/test_paths.h"
 
-extern char** environ;
-
 namespace fs = std::filesystem;
 using lorakit::testing::run;
 using lorakit::testing::run_command;
@@ -118,18 +116,10 @@ TEST(Sweep, ThreeRanksReportPlotsAndSkipOnRerun) {
 TEST(Sweep, KilledInTheSecondRunFinishesWithoutRepeatingTheFirst) {
   ASSERT_TRUE(fs::exists(oracle_dir() / "recipe.yaml"));
   const fs::path dir = scratch("killed");
-  std::vector<std::string> argv_strings = {lorakit::testing::lorakit_bin(), "sweep", (oracle_dir() / "recipe.yaml").string(),
-                                           "--grid", "lora.r=16,32,64", "--set", "train.max_steps=60", "--set",
-                                           "train.num_train_epochs=10", "--set", "train.save_steps=2", "--out", dir.string()};
-  std::vector<char*> argv;
-  for (auto& s : argv_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&actions);
+  const pid_t pid = lorakit::testing::spawn_lorakit({"sweep", (oracle_dir() / "recipe.yaml").string(), "--grid",
+                                                      "lora.r=16,32,64", "--set", "train.max_steps=60", "--set",
+                                                      "train.num_train_epochs=10", "--set", "train.save_steps=2", "--out",
+                                                      dir.string()});
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (std::chrono::steady_clock::now() < end && !fs::exists(dir / "r32" / "checkpoints" / "step-4"))
     std::this_thread::sleep_for(std::chrono::milliseconds(2));

@@ -22,8 +22,6 @@
 #include "tests/tensor_compare.h"
 #include "tests/test_paths.h"
 
-extern char** environ;
-
 namespace fs = std::filesystem;
 using lorakit::SafetensorsFile;
 using lorakit::testing::compare;
@@ -57,21 +55,7 @@ fs::path scratch(const std::string& name) {
   return dir;
 }
 
-// Starts lorakit with `args` (split on spaces, no quoting) in the background.
-pid_t spawn(const std::vector<std::string>& args) {
-  std::vector<std::string> argv_strings = {lorakit::testing::lorakit_bin()};
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& s : argv_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  EXPECT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&actions);
-  return pid;
-}
+pid_t spawn(const std::vector<std::string>& args) { return lorakit::testing::spawn_lorakit(args); }
 
 bool wait_for(const fs::path& path, pid_t pid, double seconds) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
