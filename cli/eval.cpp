@@ -7,7 +7,6 @@
 #include <fstream>
 #include <cmath>
 
-#include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/ones_like.h>
 #include <c10/core/InferenceMode.h>
@@ -23,6 +22,7 @@
 #include "data/examples.h"
 #include "tokenizers/unicode.h"
 #include "trainer/generate.h"
+#include "trainer/loss.h"
 #include "trainer/scores.h"
 
 namespace lorakit::cli {
@@ -134,14 +134,9 @@ void run_eval(const EvalArgs& args) {
     const auto T = static_cast<int64_t>(example->input_ids.size());
     std::vector<int64_t> ids(example->input_ids.begin(), example->input_ids.end());
     std::vector<int64_t> labels(example->labels.begin(), example->labels.end());
-    at::Tensor input = at::from_blob(ids.data(), {1, T}, at::kLong);     // (1, T)
-    at::Tensor target = at::from_blob(labels.data(), {1, T}, at::kLong);  // (1, T)
-    at::Tensor logits = model->forward(input, at::ones_like(input));      // (1, T, V)
-    const int64_t V = logits.size(-1);
-    at::Tensor shift_logits = logits.slice(1, 0, -1).to(at::kFloat).reshape({-1, V});  // (T-1, V)
-    at::Tensor shift_labels = target.slice(1, 1).reshape({-1});                        // (T-1)
-    loss_sum += at::cross_entropy_loss(shift_logits, shift_labels, {}, at::Reduction::Sum, data::kIgnoreIndex)
-                    .item<double>();
+    const at::Tensor input = at::from_blob(ids.data(), {1, T}, at::kLong);     // (1, T)
+    const at::Tensor target = at::from_blob(labels.data(), {1, T}, at::kLong);  // (1, T)
+    loss_sum += trainer::loss_sum(*model, input, at::ones_like(input), target, 0).item<double>();
     tokens += std::count_if(labels.begin() + 1, labels.end(), [](int64_t l) { return l != data::kIgnoreIndex; });
     ++examples;
     truncated += example->truncated;

@@ -16,6 +16,10 @@ namespace lorakit::trainer {
 // input_ids, attention_mask, labels (B, T) int64 on the model's device. Backpropagates
 // `scale` * (summed next-token cross-entropy over labels != -100) and returns that sum (unscaled),
 // as a 0-dim float32 tensor (no host synchronisation). chunk_tokens = 0: the plain path.
+// The same sum without a backward (evaluation), chunked the same way.
+at::Tensor loss_sum(const CausalLM& model, const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                    const at::Tensor& labels, int64_t chunk_tokens);
+
 at::Tensor loss_and_backward(const CausalLM& model, const at::Tensor& input_ids, const at::Tensor& attention_mask,
                              const at::Tensor& labels, double scale, int64_t chunk_tokens);
 

@@ -11,7 +11,6 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/TensorOperators.h>
-#include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/isfinite.h>
 #include <ATen/ops/sqrt.h>
@@ -117,19 +116,16 @@ void write_atomically(const fs::path& path, const std::string& text) {
   fs::rename(tmp, path);
 }
 
-// The summed cross-entropy of a batch over its loss tokens (labels shifted by one).
-at::Tensor batch_loss_sum(const CausalLM& model, const data::Batch& batch, const at::Device& device) {
-  std::vector<int64_t> ids(batch.input_ids.begin(), batch.input_ids.end());
-  std::vector<int64_t> labels(batch.labels.begin(), batch.labels.end());
-  std::vector<int64_t> mask(batch.attention_mask.begin(), batch.attention_mask.end());
-  const auto to = [&](std::vector<int64_t>& v) {
-    return at::from_blob(v.data(), {batch.rows, batch.cols}, at::kLong).to(device);  // (B, T)
+// A batch's (rows, cols) arrays as int64 tensors on the device: input ids, attention mask, labels.
+struct BatchTensors {
+  at::Tensor input_ids, attention_mask, labels;
+};
+
+BatchTensors to_tensors(const data::Batch& b, const at::Device& device) {
+  const auto to = [&](const std::vector<int32_t>& v) {
+    return at::from_blob(const_cast<int32_t*>(v.data()), {b.rows, b.cols}, at::kInt).to(device, at::kLong);  // (B, T)
   };
-  const at::Tensor logits = model.forward(to(ids), to(mask));  // (B, T, V)
-  const int64_t V = logits.size(-1);
-  const at::Tensor shift_logits = logits.slice(1, 0, -1).to(at::kFloat).reshape({-1, V});  // (B*(T-1), V)
-  const at::Tensor shift_labels = to(labels).slice(1, 1).reshape({-1});                     // (B*(T-1))
-  return at::cross_entropy_loss(shift_logits, shift_labels, {}, at::Reduction::Sum, data::kIgnoreIndex);
+  return {to(b.input_ids), to(b.attention_mask), to(b.labels)};
 }
 
 // The checkpoint a run can resume from: adapter, optimizer moments and where the data stood.
@@ -349,7 +345,8 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
     double sum = 0;
     int64_t tokens = 0;
     while (stream.next(b)) {
-      sum += batch_loss_sum(*model, b, device).item<double>();
+      const BatchTensors x = to_tensors(b, device);
+      sum += loss_sum(*model, x.input_ids, x.attention_mask, x.labels, t.loss_chunk_tokens).item<double>();
       tokens += b.loss_tokens;
     }
     lora.set_training(true);
@@ -393,10 +390,8 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
     at::Tensor loss_sum_tensor;
     try {
     for (const auto& m : micro) {
-      std::vector<int64_t> ids(m.input_ids.begin(), m.input_ids.end()), labels(m.labels.begin(), m.labels.end()),
-          mask(m.attention_mask.begin(), m.attention_mask.end());
-      const auto to = [&](std::vector<int64_t>& v) { return at::from_blob(v.data(), {m.rows, m.cols}, at::kLong).to(device); };
-      const at::Tensor sum = loss_and_backward(*model, to(ids), to(mask), to(labels),
+      const BatchTensors x = to_tensors(m, device);
+      const at::Tensor sum = loss_and_backward(*model, x.input_ids, x.attention_mask, x.labels,
                                                scale / static_cast<double>(std::max<int64_t>(loss_tokens, 1)),
                                                t.loss_chunk_tokens);
       loss_sum_tensor = loss_sum_tensor.defined() ? loss_sum_tensor + sum : sum;
