@@ -27,13 +27,6 @@ std::vector<int64_t> parse_ids(const std::string& text) {
   return ids;
 }
 
-c10::ScalarType parse_dtype(const std::string& name) {
-  if (name == "fp32") return c10::kFloat;
-  if (name == "bf16") return c10::kBFloat16;
-  if (name == "fp16") return c10::kHalf;
-  fail("--dtype: '{}' is not one of fp32, bf16, fp16", name);
-}
-
 std::pair<std::string, data::DataConfig> DataArgs::resolve() const {
   if (!recipe.empty()) {
     if (flags_given)

@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-#include <c10/core/ScalarType.h>
 #include <CLI/CLI.hpp>
 
 #include "data/examples.h"
@@ -14,9 +13,6 @@ namespace lorakit::cli {
 
 // "1,2,3" -> {1, 2, 3}; anything else is an error naming the bad item.
 std::vector<int64_t> parse_ids(const std::string& text);
-
-// "fp32" | "bf16" | "fp16" -> the dtype; anything else is an error.
-c10::ScalarType parse_dtype(const std::string& name);
 
 // The data options shared by `eval` and `data stats`: a recipe (with --set overrides), or the
 // file, its format and the row filter as flags.

@@ -14,6 +14,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "device/dtype.h"
 
 namespace lorakit::cli {
 
@@ -22,7 +23,7 @@ namespace {
 void run_forward(const std::string& dir, const std::string& ids_text, const std::string& dtype_name, int top_k) {
   std::vector<int64_t> ids = parse_ids(ids_text);
   auto t0 = std::chrono::steady_clock::now();
-  std::unique_ptr<CausalLM> model = load_hf_model(dir, {parse_dtype(dtype_name), at::kCPU});
+  std::unique_ptr<CausalLM> model = load_hf_model(dir, {parse_dtype(dtype_name, "--dtype"), at::kCPU});
   auto t1 = std::chrono::steady_clock::now();
 
   for (int64_t id : ids)

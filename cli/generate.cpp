@@ -11,9 +11,10 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "device/dtype.h"
 #include "tokenizers/chat_template.h"
 #include "tokenizers/unicode.h"
-#include "trainer/generate.h"
+#include "inference/generate.h"
 
 namespace lorakit::cli {
 namespace {
@@ -22,7 +23,7 @@ struct GenerateArgs {
   std::string model, adapter, prompt, prompts, dtype = "fp32", device = "cpu";
   bool chat = false, json = false, greedy = false;
   std::vector<std::string> stop;
-  trainer::GenerationConfig config;
+  inference::GenerationConfig config;
 };
 
 std::vector<std::string> read_prompts(const GenerateArgs& args) {
@@ -45,13 +46,13 @@ void run_generate(GenerateArgs args, bool sampling_flag) {
   const auto tokenizer = tokenizers::load_tokenizer(args.model);
   const auto prompts = read_prompts(args);
   const c10::Device device(args.device);
-  auto model = load_hf_model(args.model, {parse_dtype(args.dtype), device});
+  auto model = load_hf_model(args.model, {parse_dtype(args.dtype, "--dtype"), device});
   if (!args.adapter.empty()) {
     apply_peft_adapter(*model, args.adapter);
   }
   args.config.sample = sampling_flag && !args.greedy;
   args.config.stop = args.stop;
-  args.config.eos_token_ids = trainer::model_eos_ids(args.model, &tokenizer);
+  args.config.eos_token_ids = inference::model_eos_ids(args.model, &tokenizer);
   const auto format = tokenizers::detect_chat_format(tokenizer.chat_template());
   for (const std::string& prompt : prompts) {
     std::vector<int32_t> ids;
@@ -69,7 +70,7 @@ void run_generate(GenerateArgs args, bool sampling_flag) {
       std::fflush(stdout);
     };
     if (!args.json) fmt::print("{}", prompt), std::fflush(stdout);
-    const auto g = trainer::generate(*model, &tokenizer, ids, args.config, device, stream);
+    const auto g = inference::generate(*model, &tokenizer, ids, args.config, device, stream);
     if (args.json) {
       fmt::print("{}\n", nlohmann::json{{"prompt", prompt}, {"text", g.text}, {"new_ids", g.new_ids},
                                         {"finish_reason", g.finish_reason}, {"seconds", g.seconds},

@@ -1,6 +1,7 @@
 // `lorakit merge --model DIR --adapter DIR --out DIR [--dtype bf16|fp16|fp32] [--max-shard-size 2GB]`.
 #include "cli/commands.h"
-#include "trainer/merge.h"
+#include "core/format.h"
+#include "export/merge.h"
 
 namespace lorakit::cli {
 
@@ -18,8 +19,8 @@ void add_merge(CLI::App& app) {
   cmd->add_option("--max-shard-size", args->shard, "Largest safetensors shard, e.g. 2GB or 500MB")->capture_default_str();
   cmd->add_flag("--overwrite", args->overwrite, "Replace an existing output directory");
   cmd->callback([args] {
-    trainer::merge_adapter(args->model, args->adapter, args->out,
-                           {args->dtype, trainer::parse_size(args->shard), args->overwrite, false});
+    exports::merge_adapter(args->model, args->adapter, args->out,
+                           {args->dtype, parse_size(args->shard, "--max-shard-size"), args->overwrite, false});
   });
 }
 

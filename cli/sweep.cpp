@@ -3,7 +3,8 @@
 #include <cstdlib>
 
 #include "cli/commands.h"
-#include "trainer/sweep.h"
+#include "sweep/report.h"
+#include "sweep/sweep.h"
 
 namespace lorakit::cli {
 namespace {
@@ -18,7 +19,7 @@ std::string python() {
 void add_sweep(CLI::App& app) {
   struct Args {
     std::string recipe;
-    trainer::SweepOptions options;
+    sweep::SweepOptions options;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("sweep", "Train a recipe over a grid of values (e.g. LoRA ranks) and write a model-selection report");
@@ -30,7 +31,7 @@ void add_sweep(CLI::App& app) {
                   "lora_alpha = this x r for each run (2 keeps alpha/r fixed); default: the recipe's fixed alpha");
   cmd->callback([args] {
     args->options.python = python();
-    const auto result = trainer::sweep(args->recipe, args->options);
+    const auto result = sweep::run_sweep(args->recipe, args->options);
     if (result.failed > 0) std::exit(1);
   });
 }
@@ -39,7 +40,7 @@ void add_report(CLI::App& app) {
   auto dir = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand("report", "Write report.md, report.csv and plots for a sweep directory");
   cmd->add_option("SWEEP_DIR", *dir, "Directory written by lorakit sweep")->required();
-  cmd->callback([dir] { trainer::write_report(*dir, python()); });
+  cmd->callback([dir] { sweep::write_report(*dir, python()); });
 }
 
 }  // namespace lorakit::cli

@@ -1,5 +1,6 @@
 #include "lora/lora.h"
 
+#include <algorithm>
 #include <cmath>
 #include <regex>
 
@@ -77,6 +78,22 @@ std::string LoraModel::trainable_line() const {
   return fmt::format("trainable params: {} || all params: {} || trainable%: {:.4f}", with_commas(trainable_parameters),
                      with_commas(all_parameters), 100.0 * static_cast<double>(trainable_parameters) /
                                                       static_cast<double>(all_parameters));
+}
+
+std::string LoraModel::modules_line() const {
+  std::vector<std::pair<std::string, int>> groups;
+  for (const Adapter& a : adapters) {
+    const std::string last = a.module.substr(a.module.rfind('.') + 1);
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == last; });
+    if (it == groups.end())
+      groups.emplace_back(last, 1);
+    else
+      ++it->second;
+  }
+  std::string list;
+  for (const auto& [name, count] : groups) list += fmt::format("{}{} x{}", list.empty() ? "" : ", ", name, count);
+  return fmt::format("LoRA on {} modules (r={}, lora_alpha={}, scaling {:.4g}): {}; first {}, last {}", adapters.size(),
+                     config.r, config.lora_alpha, config.scaling(), list, adapters.front().module, adapters.back().module);
 }
 
 std::vector<std::pair<std::string, at::Tensor>> LoraModel::named_parameters() const {

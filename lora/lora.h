@@ -73,6 +73,9 @@ struct LoraModel {
 
   // PEFT's print_trainable_parameters() line.
   std::string trainable_line() const;
+  // The matched modules grouped by their last name: "LoRA on 8 modules (r=8, lora_alpha=16, scaling 2):
+  // q_proj x4, v_proj x4; first model.layers.0.self_attn.q_proj, last model.layers.3.self_attn.v_proj".
+  std::string modules_line() const;
   // PEFT's state-dict keys: "base_model.model.<module>.lora_A.weight" -> tensor.
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
   void set_training(bool training);

@@ -27,8 +27,8 @@
 #include "tests/cli_runner.h"
 #include "tests/tensor_compare.h"
 #include "tests/test_paths.h"
-#include "trainer/generate.h"
-#include "trainer/scores.h"
+#include "inference/generate.h"
+#include "inference/scores.h"
 
 namespace fs = std::filesystem;
 using namespace lorakit;
@@ -205,12 +205,12 @@ TEST(Export, GreedyGenerationMatchesTransformers) {
         load_peft_adapter_weights(dir / "adapter", *lora);
         lora->set_training(false);
       }
-      trainer::GenerationConfig config;
+      inference::GenerationConfig config;
       config.max_new_tokens = 16;
-      config.eos_token_ids = trainer::model_eos_ids(dir / "base", nullptr);
+      config.eos_token_ids = inference::model_eos_ids(dir / "base", nullptr);
       std::vector<int32_t> ids;
       for (int64_t i = 0; i < prompt.size(1); ++i) ids.push_back(static_cast<int32_t>(prompt[0][i].item<int64_t>()));
-      const auto g = trainer::generate(*model, nullptr, ids, config, at::kCPU);
+      const auto g = inference::generate(*model, nullptr, ids, config, at::kCPU);
       EXPECT_EQ(g.new_ids, report["new_ids"].get<std::vector<int32_t>>()) << (with_adapter ? "with adapter" : "base");
       std::printf("%s %s: %zu greedy tokens identical to transformers.generate\n", name.c_str(),
                   with_adapter ? "+ adapter" : "base", g.new_ids.size());
@@ -220,7 +220,7 @@ TEST(Export, GreedyGenerationMatchesTransformers) {
 
 TEST(Scores, ExactMatchAndPerLabelF1) {
   // References: pos pos neg neg neu; predictions: pos neg neg other neu.
-  const auto s = trainer::score({"pos", " neg", "neg\n", "other", "neu"}, {"pos", "pos", "neg", "neg", "neu"});
+  const auto s = inference::score({"pos", " neg", "neg\n", "other", "neu"}, {"pos", "pos", "neg", "neg", "neu"});
   EXPECT_DOUBLE_EQ(s.exact_match, 3.0 / 5);
   EXPECT_DOUBLE_EQ(s.labels.at("pos").precision, 1.0);
   EXPECT_DOUBLE_EQ(s.labels.at("pos").recall, 0.5);

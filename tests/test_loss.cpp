@@ -13,7 +13,7 @@
 #include "checkpoints/safetensors.h"
 #include "tests/tensor_compare.h"
 #include "tests/test_paths.h"
-#include "trainer/loss.h"
+#include "models/loss.h"
 
 namespace fs = std::filesystem;
 using namespace lorakit;
@@ -40,7 +40,7 @@ Outcome run_once(const fs::path& dir, bool recompute, int64_t chunk, double drop
   const at::Tensor labels = ref.tensor("labels");
   const double tokens = (labels.slice(1, 1) != -100).sum().item<double>();
   const at::Tensor sum =
-      trainer::loss_and_backward(*model, ref.tensor("input_ids"), ref.tensor("attention_mask"), labels, 1.0 / tokens, chunk);
+      lorakit::loss_and_backward(*model, ref.tensor("input_ids"), ref.tensor("attention_mask"), labels, 1.0 / tokens, chunk);
   Outcome out{sum.item<double>() / tokens, {}};
   for (const auto& [name, p] : lora.named_parameters()) out.grads.push_back(p.grad().clone());
   return out;

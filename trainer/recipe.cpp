@@ -23,6 +23,18 @@ const char* type_name() {
   else return "a string";
 }
 
+// Keys of earlier recipes whose meaning moved: an old recipe that sets one is an error that says
+// where the setting lives now, never a silent change.
+struct MovedKey {
+  const char* key;
+  const char* message;
+};
+constexpr MovedKey kMovedKeys[] = {
+    {"train.precision",
+     "train.precision is gone: model.dtype is the dtype of the frozen base weights and of the computation "
+     "(LoRA weights stay fp32; fp16 turns on loss scaling); hint: delete it and set model.dtype (e.g. `model: {dtype: bf16}`)"},
+};
+
 std::string where_of(const std::string& source, const YAML::Node& node) {
   const YAML::Mark mark = node.Mark();
   if (mark.is_null()) return source;
@@ -83,7 +95,12 @@ void read_section(const YAML::Node& node, const std::string& name, const std::st
   });
   for (const auto& entry : node) {
     const std::string key = entry.first.as<std::string>();
-    if (std::find(known.begin(), known.end(), key) == known.end())
+    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+    const auto moved = std::find_if(std::begin(kMovedKeys), std::end(kMovedKeys),
+                                    [&](const MovedKey& m) { return m.key == name + "." + key; });
+    if (moved != std::end(kMovedKeys))
+      problems.push_back(fmt::format("{}: {}", where_of(source, entry.first), moved->message));
+    else
       problems.push_back(fmt::format("{}: unknown key '{}.{}'{}", where_of(source, entry.first), name, key,
                                      did_you_mean(key, known)));
   }
@@ -162,6 +179,10 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
       problems.push_back(fmt::format("{}: unknown section '{}'{} (sections: model, lora, data, train, output, inference)", where_of(path, entry.first),
                                      name, did_you_mean(name, sections)));
   }
+  if (recipe.model.dtype != "fp32" && recipe.model.dtype != "bf16" && recipe.model.dtype != "fp16")
+    problems.push_back(fmt::format("{}: model.dtype '{}': expected fp32, bf16 or fp16",
+                                   root["model"] && root["model"]["dtype"] ? where_of(path, root["model"]["dtype"]) : path,
+                                   recipe.model.dtype));
   if (!problems.empty()) {
     std::string message = fmt::format("{}: {} problem{} in the recipe", path, problems.size(), problems.size() == 1 ? "" : "s");
     for (const auto& p : problems) message += "\n  " + p;

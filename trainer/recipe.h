@@ -14,13 +14,15 @@ namespace lorakit::trainer {
 
 struct ModelSection {
   std::string path;           // Hugging Face model directory
-  std::string dtype = "fp32"; // fp32 | bf16 | fp16
+  std::string dtype = "fp32"; // fp32 | bf16 | fp16: the frozen base weights and the computation
 };
 
 template <typename Visitor>
 void visit_fields(ModelSection& c, Visitor&& v) {
   v("path", c.path, "Hugging Face model directory (config.json, safetensors, tokenizer)");
-  v("dtype", c.dtype, "weights' dtype: fp32, bf16 or fp16");
+  v("dtype", c.dtype,
+    "fp32, bf16 or fp16: the dtype the frozen base weights are loaded in and the model computes in (as "
+    "from_pretrained(dtype=...)); LoRA weights stay fp32; fp16 trains with dynamic loss scaling");
 }
 
 // The `train` section: HF TrainingArguments' names where one exists.
@@ -39,7 +41,6 @@ struct TrainSection {
   uint64_t seed = 42;
   int64_t eval_steps = 0;                   // 0: evaluate at the end of each epoch (when there is validation data)
   int64_t early_stopping_patience = 0;      // evaluations without improvement before stopping; 0: off
-  std::string precision = "fp32";           // fp32 | bf16 | fp16 (LoRA weights stay fp32)
   std::string device = "cpu";               // cpu | cuda
   int64_t shuffle_buffer = 10000;
   bool packing = false;
@@ -69,7 +70,6 @@ void visit_fields(TrainSection& c, Visitor&& v) {
   v("seed", c.seed, "seed of LoRA initialisation, shuffling and dropout");
   v("eval_steps", c.eval_steps, "evaluate every N optimizer steps (0: at the end of each epoch)");
   v("early_stopping_patience", c.early_stopping_patience, "stop after N evaluations without a better validation loss (0: off)");
-  v("precision", c.precision, "fp32, bf16 or fp16 (fp16 with dynamic loss scaling); LoRA weights stay fp32");
   v("device", c.device, "cpu or cuda");
   v("shuffle_buffer", c.shuffle_buffer, "examples held for shuffling (1: file order)");
   v("packing", c.packing, "pack short examples into rows of max_seq_len tokens");

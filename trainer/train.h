@@ -1,6 +1,7 @@
 // `lorakit train`: one recipe -> one run directory with a PEFT adapter, metrics and a summary.
-// The loop (train.cpp, run()) reads top to bottom: batches -> forward -> loss over the step's loss
-// tokens -> backward -> clip -> AdamW -> log -> evaluate -> checkpoint.
+// The loop (train.cpp, train()) reads top to bottom: data -> model + adapters -> run directory ->
+// for each step: micro-batches -> forward and loss over the step's loss tokens -> backward -> clip
+// -> AdamW (optimizer.h) -> log (metrics.h) -> evaluate -> checkpoint (checkpoint.h).
 #pragma once
 
 #include <cstdint>

@@ -15,7 +15,7 @@
 #include "models/model.h"
 #include "tokenizers/tokenizer.h"
 
-namespace lorakit::trainer {
+namespace lorakit::inference {
 
 struct GenerationConfig {
   int64_t max_new_tokens = 128;
@@ -48,4 +48,4 @@ Generation generate(const CausalLM& model, const tokenizers::Tokenizer* tokenize
 // list), else config.json's, plus the tokenizer's eos token.
 std::vector<int32_t> model_eos_ids(const std::filesystem::path& model_dir, const tokenizers::Tokenizer* tokenizer);
 
-}  // namespace lorakit::trainer
+}  // namespace lorakit::inference

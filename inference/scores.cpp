@@ -1,9 +1,9 @@
-#include "trainer/scores.h"
+#include "inference/scores.h"
 
 #include "core/error.h"
 #include "tokenizers/unicode.h"
 
-namespace lorakit::trainer {
+namespace lorakit::inference {
 namespace {
 
 double f1_of(double p, double r) { return p + r > 0 ? 2 * p * r / (p + r) : 0; }
@@ -52,4 +52,4 @@ nlohmann::json Scores::to_json() const {
           {"micro_f1", micro_f1}, {"labels", per_label}};
 }
 
-}  // namespace lorakit::trainer
+}  // namespace lorakit::inference

@@ -1,4 +1,4 @@
-#include "trainer/memory.h"
+#include "device/memory.h"
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -13,7 +13,7 @@
 #include "core/error.h"
 #include "core/format.h"
 
-namespace lorakit::trainer {
+namespace lorakit {
 
 Memory memory_now(const c10::Device& device) {
   Memory m;
@@ -61,4 +61,4 @@ void reset_peak_memory(const c10::Device& device) {
   std::ofstream("/proc/self/clear_refs") << "5";
 }
 
-}  // namespace lorakit::trainer
+}  // namespace lorakit

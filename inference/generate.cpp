@@ -1,4 +1,4 @@
-#include "trainer/generate.h"
+#include "inference/generate.h"
 
 #include <algorithm>
 #include <chrono>
@@ -18,9 +18,9 @@
 
 #include "core/error.h"
 #include "core/json_reader.h"
-#include "trainer/memory.h"
+#include "device/memory.h"
 
-namespace lorakit::trainer {
+namespace lorakit::inference {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -144,4 +144,4 @@ std::vector<int32_t> model_eos_ids(const std::filesystem::path& model_dir, const
   return ids;
 }
 
-}  // namespace lorakit::trainer
+}  // namespace lorakit::inference

@@ -1,4 +1,4 @@
-#include "trainer/merge.h"
+#include "export/merge.h"
 
 #include <unistd.h>
 
@@ -19,46 +19,20 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/json_reader.h"
+#include "device/dtype.h"
 
-namespace lorakit::trainer {
+namespace lorakit::exports {
 namespace {
 
 namespace fs = std::filesystem;
 
+// --dtype, else the base config's dtype (float32 when it names none).
 at::ScalarType output_dtype(const std::string& name, const nlohmann::json& config) {
-  std::string d = name;
-  if (d.empty()) {
-    const std::string c = config.value("dtype", config.value("torch_dtype", std::string("float32")));
-    d = c == "bfloat16" ? "bf16" : c == "float16" ? "fp16" : "fp32";
-  }
-  if (d == "fp32") return at::kFloat;
-  if (d == "bf16") return at::kBFloat16;
-  if (d == "fp16") return at::kHalf;
-  fail("--dtype '{}': expected fp32, bf16 or fp16", name);
-}
-
-const char* hf_dtype_name(at::ScalarType t) {
-  return t == at::kBFloat16 ? "bfloat16" : t == at::kHalf ? "float16" : "float32";
+  if (!name.empty()) return parse_dtype(name, "--dtype");
+  return parse_dtype(dtype_name_from_hf(config.value("dtype", config.value("torch_dtype", std::string("float32")))), "--dtype");
 }
 
 }  // namespace
-
-uint64_t parse_size(const std::string& text) {
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    fail("size '{}': expected a number with an optional unit, e.g. 2GB or 500MB", text);
-  }
-  std::string unit = text.substr(used);
-  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  const double scale = unit.empty() || unit == "B" ? 1.0
-                       : unit == "KB" ? 1e3 : unit == "MB" ? 1e6 : unit == "GB" ? 1e9
-                       : unit == "KIB" ? 1024.0 : unit == "MIB" ? 1048576.0 : unit == "GIB" ? 1073741824.0 : -1.0;
-  if (scale < 0 || value <= 0) fail("size '{}': expected a positive number and B, KB, MB, GB, KiB, MiB or GiB", text);
-  return static_cast<uint64_t>(value * scale);
-}
 
 MergeReport merge_adapter(const fs::path& model_dir, const fs::path& adapter_dir, const fs::path& out,
                           const MergeOptions& options) {
@@ -165,4 +139,4 @@ MergeReport merge_adapter(const fs::path& model_dir, const fs::path& adapter_dir
   return report;
 }
 
-}  // namespace lorakit::trainer
+}  // namespace lorakit::exports

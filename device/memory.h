@@ -7,7 +7,7 @@
 
 #include <c10/core/Device.h>
 
-namespace lorakit::trainer {
+namespace lorakit {
 
 struct Memory {
   double allocated = 0, reserved = 0, peak = 0;
@@ -23,4 +23,4 @@ void reset_peak_memory(const c10::Device& device);
 // on a large GPU fails where a card of that size would. Errors when the device is smaller.
 void cap_cuda_memory(const c10::Device& device, uint64_t bytes);
 
-}  // namespace lorakit::trainer
+}  // namespace lorakit

@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <string>
 
-namespace lorakit::trainer {
+namespace lorakit::exports {
 
 struct MergeOptions {
   std::string dtype;                       // "fp32" | "bf16" | "fp16"; "" = the config's dtype (else fp32)
@@ -29,7 +29,4 @@ struct MergeReport {
 MergeReport merge_adapter(const std::filesystem::path& model_dir, const std::filesystem::path& adapter_dir,
                           const std::filesystem::path& out, const MergeOptions& options);
 
-// "2GB", "500MB", "1.5GiB", "123" (bytes) -> bytes.
-uint64_t parse_size(const std::string& text);
-
-}  // namespace lorakit::trainer
+}  // namespace lorakit::exports

@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace lorakit::trainer {
+namespace lorakit::inference {
 
 struct LabelScore {
   double precision = 0, recall = 0, f1 = 0;
@@ -28,4 +28,4 @@ struct Scores {
 // Both lists in the same order; compared after trimming whitespace.
 Scores score(const std::vector<std::string>& predictions, const std::vector<std::string>& references);
 
-}  // namespace lorakit::trainer
+}  // namespace lorakit::inference

@@ -1,14 +1,15 @@
-// `lorakit sweep` and `lorakit report`: a recipe trained over the cross product of --grid values,
-// one run directory each under the sweep directory, measured the same way (fine-tune time and
-// tokens/s, true peak memory, losses, then inference time and memory over the recipe's prompts
-// with the adapter), and a seed-style model-selection table with plots.
+// `lorakit sweep`: a recipe trained over the cross product of --grid values, one run directory each
+// under the sweep directory, measured the same way (fine-tune time and tokens/s, true peak memory,
+// losses, then inference time and memory over the recipe's prompts with the adapter), then the
+// model-selection report (sweep/report.h). Scheduling only: training is trainer/, generation
+// inference/.
 #pragma once
 
 #include <filesystem>
 #include <string>
 #include <vector>
 
-namespace lorakit::trainer {
+namespace lorakit::sweep {
 
 struct SweepOptions {
   std::vector<std::string> grids;  // "lora.r=16,32,64", "model.path=A,B"
@@ -27,10 +28,6 @@ struct SweepResult {
 // Runs every combination one after another. A finished run (summary.json and inference.json) is
 // skipped; an interrupted one resumes from its newest checkpoint; a failed one is recorded in
 // failed.json and the sweep goes on. Ends with write_report().
-SweepResult sweep(const std::string& recipe_path, const SweepOptions& options);
+SweepResult run_sweep(const std::string& recipe_path, const SweepOptions& options);
 
-// report.md, report.csv and the plots (loss_curves.png, time_memory_by_rank.png via
-// scripts/plot_sweep.py) of a sweep directory.
-void write_report(const std::filesystem::path& sweep_dir, const std::string& python, bool quiet = false);
-
-}  // namespace lorakit::trainer
+}  // namespace lorakit::sweep

@@ -1,11 +1,11 @@
-#include "trainer/loss.h"
+#include "models/loss.h"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/nonzero.h>
 #include <ATen/ops/zeros.h>
 
-namespace lorakit::trainer {
+namespace lorakit {
 namespace {
 
 constexpr int64_t kIgnore = -100;
@@ -67,4 +67,4 @@ at::Tensor loss_and_backward(const CausalLM& model, const at::Tensor& input_ids,
   return total;
 }
 
-}  // namespace lorakit::trainer
+}  // namespace lorakit

@@ -1,0 +1,140 @@
+#include "sweep/report.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "core/format.h"
+#include "trainer/recipe.h"
+
+namespace lorakit::sweep {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using trainer::Recipe;
+using trainer::load_recipe;
+
+json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  return in ? json::parse(in, nullptr, false) : json();
+}
+
+std::string cell(const json& j, const char* key, int precision = 4) {
+  if (!j.is_object() || !j.contains(key) || j[key].is_null()) return "";
+  if (j[key].is_number_float()) return fmt::format("{:.{}f}", j[key].get<double>(), precision);
+  if (j[key].is_string()) return j[key].get<std::string>();
+  return j[key].dump();
+}
+
+}  // namespace
+
+void write_report(const fs::path& sweep_dir, const std::string& python, bool quiet) {
+  if (!fs::is_directory(sweep_dir)) fail("{}: not a sweep directory", sweep_dir.string());
+  std::vector<fs::path> runs;
+  for (const auto& entry : fs::directory_iterator(sweep_dir))
+    if (entry.is_directory() && fs::exists(entry.path() / "sweep.json")) runs.push_back(entry.path());
+  // In the sweep's own order (grid order), not by name.
+  std::sort(runs.begin(), runs.end(), [](const fs::path& a, const fs::path& b) {
+    const json x = read_json(a / "sweep.json"), y = read_json(b / "sweep.json");
+    return std::make_pair(x.value("index", 0), a.string()) < std::make_pair(y.value("index", 0), b.string());
+  });
+  if (runs.empty()) fail("{}: no sweep runs (directories with sweep.json)", sweep_dir.string());
+
+  const std::vector<std::string> columns = {
+      "run", "status", "model", "params", "r", "lora_alpha", "scale", "trainable_params", "finetune_seconds",
+      "tokens_per_s", "peak_memory_bytes", "inference_seconds_per_prompt", "inference_peak_memory_bytes",
+      "final_loss", "mean_loss", "best_eval_loss", "error"};
+  std::string csv;
+  for (size_t i = 0; i < columns.size(); ++i) csv += (i ? "," : "") + columns[i];
+  csv += "\n";
+  std::string md = fmt::format("# Sweep report: {}\n\n", sweep_dir.filename().string());
+  md += "| run | model | params | r | alpha | trainable | fine-tune time | tokens/s | peak memory | inference s/prompt | "
+        "inference memory | final loss | mean loss | best val loss | status |\n";
+  md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  std::map<std::string, std::vector<std::pair<int64_t, double>>> alphas_by_model;  // model -> (r, alpha)
+  std::string samples;
+  for (const fs::path& run : runs) {
+    const json summary = read_json(run / "summary.json"), inference = read_json(run / "inference.json");
+    const json failed = read_json(run / "failed.json");
+    std::string model, r, alpha, scale;
+    if (fs::exists(run / "recipe.yaml")) {
+      try {
+        const Recipe recipe = load_recipe((run / "recipe.yaml").string());
+        model = fs::path(recipe.model.path).filename().string();
+        r = std::to_string(recipe.lora.r);
+        alpha = fmt::format("{:g}", recipe.lora.lora_alpha);
+        scale = fmt::format("{:.4g}", recipe.lora.scaling());
+        alphas_by_model[model].emplace_back(recipe.lora.r, recipe.lora.lora_alpha);
+      } catch (const Error&) {
+      }
+    }
+    const std::string status = failed.is_object() ? "failed" : summary.is_object() && inference.is_object() ? "finished" : "incomplete";
+    const std::string error = failed.is_object() ? failed.value("error", "") : "";
+    const std::vector<std::string> values = {
+        run.filename().string(), status, model, cell(summary, "all_params"), r, alpha, scale,
+        cell(summary, "trainable_params"), cell(summary, "wall_seconds", 3), cell(summary, "tokens_per_s", 1),
+        cell(summary, "peak_memory_bytes", 0), cell(inference, "seconds_per_prompt", 4),
+        cell(inference, "peak_memory_bytes", 0), cell(summary, "final_loss", 6), cell(summary, "mean_loss", 6),
+        cell(summary, "best_eval_loss", 6), error};
+    for (size_t i = 0; i < values.size(); ++i) csv += (i ? "," : "") + csv_field(values[i]);
+    csv += "\n";
+    const auto bytes = [&](const json& j, const char* key) {
+      return j.is_object() && j.contains(key) && j[key].is_number() ? human_bytes(j[key].get<double>()) : std::string();
+    };
+    const auto number = [&](const json& j, const char* key, const char* format) {
+      return j.is_object() && j.contains(key) && j[key].is_number() ? fmt::format(fmt::runtime(format), j[key].get<double>()) : std::string();
+    };
+    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", run.filename().string(),
+                      model, summary.is_object() && summary.contains("all_params") ? with_commas(summary["all_params"].get<int64_t>()) : "",
+                      r, alpha, summary.is_object() && summary.contains("trainable_params") ? with_commas(summary["trainable_params"].get<int64_t>()) : "",
+                      number(summary, "wall_seconds", "{:.1f} s"), summary.is_object() && summary.contains("tokens_per_s") ? with_commas(static_cast<int64_t>(summary["tokens_per_s"].get<double>())) : std::string(),
+                      bytes(summary, "peak_memory_bytes"), number(inference, "seconds_per_prompt", "{:.3f} s"),
+                      bytes(inference, "peak_memory_bytes"), number(summary, "final_loss", "{:.4f}"),
+                      number(summary, "mean_loss", "{:.4f}"), number(summary, "best_eval_loss", "{:.4f}"),
+                      status == "failed" ? "failed: " + error : status);
+    if (inference.is_object() && inference.contains("prompts") && !inference["prompts"].empty()) {
+      samples += fmt::format("\n### {}\n\n", run.filename().string());
+      for (const auto& p : inference["prompts"])
+        samples += fmt::format("- `{}` → `{}`\n", json(p.value("prompt", "")).dump(-1, ' ', false, json::error_handler_t::replace),
+                               json(p.value("text", "")).dump(-1, ' ', false, json::error_handler_t::replace));
+    }
+  }
+  // The seed table's flaw: one lora_alpha for every rank changes the effective scale alpha / r.
+  std::string notes;
+  for (const auto& [model, pairs] : alphas_by_model) {
+    std::set<int64_t> ranks;
+    std::set<double> alphas;
+    for (const auto& [r, a] : pairs) ranks.insert(r), alphas.insert(a);
+    if (ranks.size() > 1 && alphas.size() == 1)
+      notes += fmt::format("- **{}: lora_alpha is fixed at {:g} for every rank**, so the effective scale alpha/r falls from "
+                           "{:.4g} (r={}) to {:.4g} (r={}); loss differences mix rank and scale. Use `--alpha-per-rank 2` "
+                           "to keep alpha/r fixed.\n", model, *alphas.begin(), *alphas.begin() / static_cast<double>(*ranks.begin()),
+                           *ranks.begin(), *alphas.begin() / static_cast<double>(*ranks.rbegin()), *ranks.rbegin());
+  }
+  md += "\nFine-tune time is wall time of the training steps; peak memory is the true peak during training (CUDA: the "
+        "caching allocator's peak allocated bytes; CPU: the peak resident set of the run); inference is greedy "
+        "generation over the recipe's `inference.prompts` with the adapter.\n";
+  if (!notes.empty()) md += "\n" + notes;
+  write_text_atomically(sweep_dir / "report.csv", csv);
+  // Plots from metrics.h5 and report.csv through matplotlib.
+  const std::string command = fmt::format("'{}' '{}' '{}' > '{}' 2>&1", python,
+                                          (fs::path(LORAKIT_SOURCE_DIR) / "scripts" / "plot_sweep.py").string(),
+                                          sweep_dir.string(), (sweep_dir / "plot.log").string());
+  const bool plotted = !python.empty() && std::system(command.c_str()) == 0;
+  if (plotted)
+    md += "\n![loss curves](loss_curves.png)\n\n![time and memory by rank](time_memory_by_rank.png)\n";
+  else
+    md += fmt::format("\n(plots not made: see {})\n", (sweep_dir / "plot.log").string());
+  if (!samples.empty()) md += "\n## Sample generations\n" + samples;
+  write_text_atomically(sweep_dir / "report.md", md);
+  if (!quiet) fmt::print("report: {} ({} runs){}\n", (sweep_dir / "report.md").string(), runs.size(), plotted ? ", plots made" : ", no plots");
+}
+
+}  // namespace lorakit::sweep
