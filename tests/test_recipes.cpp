@@ -58,6 +58,20 @@ TEST(Recipes, ReadOverrideAndWriteBack) {
   EXPECT_EQ(recipe_yaml(again), yaml);
 }
 
+// model.dtype is the one dtype (frozen base and computation); an old recipe's train.precision is an
+// error that says where the setting lives now, never a silent change.
+TEST(Recipes, OldPrecisionKeyAndBadDtypeAreErrors) {
+  const auto path = scratch("old.yaml", "model:\n  path: m\n  dtype: fp8\ndata:\n  path: d.csv\ntrain:\n  precision: bf16\n");
+  const std::string e = error_of(path.string());
+  EXPECT_NE(e.find("2 problems in the recipe"), std::string::npos) << e;
+  EXPECT_NE(e.find(path.string() + ":7:3: train.precision is gone: model.dtype is the dtype of the frozen base weights"),
+            std::string::npos) << e;
+  EXPECT_NE(e.find("hint: delete it and set model.dtype"), std::string::npos) << e;
+  EXPECT_NE(e.find(path.string() + ":3:10: model.dtype 'fp8': expected fp32, bf16 or fp16"), std::string::npos) << e;
+  EXPECT_NE(error_of(scratch("set.yaml", "model:\n  path: m\ndata:\n  path: d.csv\n").string(), {"train.precision=fp16"})
+                .find("train.precision is gone"), std::string::npos);
+}
+
 TEST(Recipes, EveryProblemReportedWithLineAndHint) {
   const auto path = scratch("bad.yaml",
                             "model:\n  path: m\n  dtyp: bf16\ndata:\n  path: d.csv\n  max_seq_len: lots\n"
