@@ -11,12 +11,12 @@ endif()
 
 set(LORAKIT_LAYERS
   "core:"
-  "device:core"
   "models:core"
   "lora:models"
   "checkpoints:lora,models,core"
   "tokenizers:core"
   "data:tokenizers"
+  "device:data,models"
   "trainer:data,checkpoints,device"
   "inference:data,models,device"
   "export:checkpoints,device"

@@ -14,8 +14,15 @@ int64_t loss_tokens_of(const std::vector<int32_t>& labels, size_t begin, size_t 
   return n;
 }
 
-// Packed rows: each row is a list of examples laid end to end.
-Batch layout(const std::vector<std::vector<const Example*>>& rows, int32_t pad_id) {
+}  // namespace
+
+Batch pad_batch(const std::vector<Example>& examples, int32_t pad_id) {
+  std::vector<std::vector<const Example*>> rows;
+  for (const Example& e : examples) rows.push_back({&e});
+  return pack_batch(rows, pad_id);
+}
+
+Batch pack_batch(const std::vector<std::vector<const Example*>>& rows, int32_t pad_id) {
   Batch batch;
   batch.rows = static_cast<int64_t>(rows.size());
   for (const auto& row : rows) {
@@ -51,14 +58,6 @@ Batch layout(const std::vector<std::vector<const Example*>>& rows, int32_t pad_i
     }
   }
   return batch;
-}
-
-}  // namespace
-
-Batch pad_batch(const std::vector<Example>& examples, int32_t pad_id) {
-  std::vector<std::vector<const Example*>> rows;
-  for (const Example& e : examples) rows.push_back({&e});
-  return layout(rows, pad_id);
 }
 
 BatchStream::BatchStream(Opener open, const ExampleBuilder& builder, BatchConfig config, Cursor cursor)
@@ -167,7 +166,7 @@ bool BatchStream::next(Batch& batch) {
       rows.emplace_back();
       for (size_t i : members) rows.back().push_back(&examples[i]);
     }
-    batch = layout(rows, config_.pad_id);
+    batch = pack_batch(rows, config_.pad_id);
   }
   ++cursor_.batch;
   return true;

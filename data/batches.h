@@ -77,4 +77,8 @@ class BatchStream {
 // Pads `examples` into one batch (no packing).
 Batch pad_batch(const std::vector<Example>& examples, int32_t pad_id);
 
+// Packs each row's examples one after another (positions restart, sequence ids count up, the
+// first label of each example masked), rows padded to the longest.
+Batch pack_batch(const std::vector<std::vector<const Example*>>& rows, int32_t pad_id);
+
 }  // namespace lorakit::data

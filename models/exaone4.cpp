@@ -157,19 +157,14 @@ class Exaone4ForCausalLM final : public CausalLM {
 
   at::Tensor embed(const at::Tensor& input_ids) const override { return at::embedding(embed_tokens_, input_ids); }
 
-  at::Tensor forward_hidden(const at::Tensor& embeds, const at::Tensor& attention_mask, KVCache* cache) const override {
+  at::Tensor forward_hidden(const at::Tensor& embeds, const TokenLayout& layout, KVCache* cache) const override {
     const int64_t B = embeds.size(0), T = embeds.size(1), D = cfg_.head_dim;
     const int64_t past = cache ? cache->length : 0;
-    at::Tensor positions = at::arange(past, past + T, embeds.options().dtype(at::kLong)).unsqueeze(0);  // (1, T)
-    auto [cos, sin] = rope_cos_sin(positions, inv_freq_, embeds.scalar_type());                       // (1, T, D)
-    at::Tensor full_mask, sliding_mask;
-    if (cache) {
-      full_mask = cached_attention_mask(T, past, 0, embeds.options());
-      if (cfg_.sliding_window > 0) sliding_mask = cached_attention_mask(T, past, cfg_.sliding_window, embeds.options());
-    } else {
-      full_mask = attention_mask_4d(attention_mask, T, 0, embeds.options());
-      if (cfg_.sliding_window > 0) sliding_mask = attention_mask_4d(attention_mask, T, cfg_.sliding_window, embeds.options());
-    }
+    const at::Tensor positions = token_positions(layout, T, past, embeds.options());   // (B or 1, T)
+    auto [cos, sin] = rope_cos_sin(positions, inv_freq_, embeds.scalar_type());          // (B or 1, T, D)
+    const AttentionMask full_mask = build_attention_mask(layout, T, past, 0, embeds.options());
+    const AttentionMask sliding_mask =
+        cfg_.sliding_window > 0 ? build_attention_mask(layout, T, past, cfg_.sliding_window, embeds.options()) : full_mask;
     const double scale = 1.0 / std::sqrt(static_cast<double>(D));
 
     at::Tensor h = embeds;  // (B, T, C)
@@ -188,7 +183,7 @@ class Exaone4ForCausalLM final : public CausalLM {
           q = apply_rope(q, cos, sin);
           k = apply_rope(k, cos, sin);
         }
-        if (cache) std::tie(k, v) = append_kv(cache->keys, cache->values, i, k, v);  // (1, Hkv, past + T, D)
+        if (cache) std::tie(k, v) = append_kv(cache->keys, cache->values, i, k, v);  // (B, Hkv, past + T, D)
         at::Tensor a = attention(q, k, v, l.is_sliding ? sliding_mask : full_mask, scale);  // (B, T, H*D)
         at::Tensor y = x + rms_norm(l.o_proj.forward(a), l.post_attention_layernorm, cfg_.rms_norm_eps);
         at::Tensor m = l.down_proj.forward(activation(cfg_.hidden_act, l.gate_proj.forward(y)) * l.up_proj.forward(y));

@@ -134,13 +134,12 @@ class GPTNeoXForCausalLM final : public CausalLM {
 
   at::Tensor embed(const at::Tensor& input_ids) const override { return at::embedding(embed_in_, input_ids); }
 
-  at::Tensor forward_hidden(const at::Tensor& embeds, const at::Tensor& attention_mask, KVCache* cache) const override {
+  at::Tensor forward_hidden(const at::Tensor& embeds, const TokenLayout& layout, KVCache* cache) const override {
     const int64_t B = embeds.size(0), T = embeds.size(1), D = cfg_.head_size;
     const int64_t past = cache ? cache->length : 0;
-    at::Tensor positions = at::arange(past, past + T, embeds.options().dtype(at::kLong)).unsqueeze(0);  // (1, T)
-    auto [cos, sin] = rope_cos_sin(positions, inv_freq_, embeds.scalar_type());  // (1, T, rotary_ndims)
-    at::Tensor mask = cache ? cached_attention_mask(T, past, 0, embeds.options())
-                            : attention_mask_4d(attention_mask, T, 0, embeds.options());
+    const at::Tensor positions = token_positions(layout, T, past, embeds.options());  // (B or 1, T)
+    auto [cos, sin] = rope_cos_sin(positions, inv_freq_, embeds.scalar_type());         // (B or 1, T, rotary_ndims)
+    const AttentionMask mask = build_attention_mask(layout, T, past, 0, embeds.options());
     const double scale = 1.0 / std::sqrt(static_cast<double>(D));  // full head size, not rotary_ndims
 
     at::Tensor h = embeds;  // (B, T, C)
@@ -154,7 +153,7 @@ class GPTNeoXForCausalLM final : public CausalLM {
         at::Tensor q = apply_rope(qkv.slice(-1, 0, D), cos, sin);
         at::Tensor k = apply_rope(qkv.slice(-1, D, 2 * D), cos, sin);
         at::Tensor v = qkv.slice(-1, 2 * D);
-        if (cache) std::tie(k, v) = append_kv(cache->keys, cache->values, i, k, v);  // (1, H, past + T, D)
+        if (cache) std::tie(k, v) = append_kv(cache->keys, cache->values, i, k, v);  // (B, H, past + T, D)
         at::Tensor attn = l.dense.forward(attention(q, k, v, mask, scale));  // (B, T, C)
         if (cfg_.use_parallel_residual) {
           at::Tensor y = layer_norm(h, l.post_attention_layernorm_weight, l.post_attention_layernorm_bias, cfg_.layer_norm_eps);

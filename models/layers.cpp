@@ -108,29 +108,35 @@ double lowest_of(at::ScalarType dtype) {
 }
 }  // namespace
 
-at::Tensor attention_mask_4d(const at::Tensor& attention_mask, int64_t T, int64_t sliding_window,
-                             const at::TensorOptions& options) {
-  bool padded = attention_mask.defined() && !attention_mask.all().item<bool>();
-  if (!padded && sliding_window <= 0) return {};
-  at::Tensor allowed = at::ones({T, T}, options.dtype(at::kBool)).tril();  // (T, T): key j <= query i
-  if (sliding_window > 0) allowed = allowed.logical_and(at::ones({T, T}, options.dtype(at::kBool)).triu(-(sliding_window - 1)));
-  at::Tensor mask = allowed.view({1, 1, T, T});
-  if (attention_mask.defined()) {
-    at::Tensor keys = attention_mask.to(options.device()).to(at::kBool).view({attention_mask.size(0), 1, 1, T});
-    mask = mask.logical_and(keys);  // (B, 1, T, T)
-  }
-  // Additive, with the dtype's lowest value, as transformers' eager mask: a query that may see no
-  // key at all (a padding row inside a sliding window) then averages all keys instead of giving NaN.
-  const double lowest = lowest_of(options.dtype().toScalarType());
-  return at::zeros(mask.sizes(), options).masked_fill(mask.logical_not(), lowest);
+at::Tensor token_positions(const TokenLayout& layout, int64_t T, int64_t past, const at::TensorOptions& options) {
+  if (layout.position_ids.defined()) return layout.position_ids.to(options.device(), at::kLong);  // (B, T)
+  return at::arange(past, past + T, options.dtype(at::kLong)).unsqueeze(0);                      // (1, T)
 }
 
-at::Tensor cached_attention_mask(int64_t T, int64_t past, int64_t sliding_window, const at::TensorOptions& options) {
+AttentionMask build_attention_mask(const TokenLayout& layout, int64_t T, int64_t past, int64_t sliding_window,
+                                   const at::TensorOptions& options) {
+  const at::Tensor& keys = layout.attention_mask;
+  const bool padded = keys.defined() && (layout.padded ? *layout.padded : !keys.all().item<bool>());
+  const bool packed = layout.sequence_ids.defined();
+  if (!padded && !packed && sliding_window <= 0) {
+    if (past == 0) return {};                 // plain causal: SDPA's is_causal, no mask tensor
+    if (T == 1) return {at::Tensor(), false};  // one new query sees every cached key
+  }
   const int64_t S = past + T;
+  const auto bools = options.dtype(at::kBool);
   // Query i (absolute position past + i) sees key j iff j <= past + i (and past + i - j < window).
-  at::Tensor allowed = at::ones({T, S}, options.dtype(at::kBool)).tril(past);
-  if (sliding_window > 0) allowed = allowed.logical_and(at::ones({T, S}, options.dtype(at::kBool)).triu(past - (sliding_window - 1)));
-  return at::zeros({1, 1, T, S}, options).masked_fill(allowed.logical_not().view({1, 1, T, S}), lowest_of(options.dtype().toScalarType()));
+  at::Tensor allowed = at::ones({T, S}, bools).tril(past);
+  if (sliding_window > 0) allowed = allowed.logical_and(at::ones({T, S}, bools).triu(past - (sliding_window - 1)));
+  at::Tensor mask = allowed.view({1, 1, T, S});
+  if (packed) {
+    // Block-diagonal: a token sees only tokens of its own packed example (training: past == 0).
+    const at::Tensor seq = layout.sequence_ids.to(options.device());           // (B, T)
+    mask = mask.logical_and(seq.unsqueeze(2).eq(seq.unsqueeze(1)).unsqueeze(1));  // (B, 1, T, T)
+  }
+  if (padded) mask = mask.logical_and(keys.to(options.device()).to(at::kBool).view({keys.size(0), 1, 1, S}));
+  // Additive, with the dtype's lowest value, as transformers' eager mask: a query that may see no
+  // key at all (a padding row inside a sliding window) then averages all keys instead of giving NaN.
+  return {at::zeros(mask.sizes(), options).masked_fill(mask.logical_not(), lowest_of(options.dtype().toScalarType()))};
 }
 
 std::pair<at::Tensor, at::Tensor> append_kv(std::vector<at::Tensor>& keys, std::vector<at::Tensor>& values, size_t layer,
@@ -139,18 +145,18 @@ std::pair<at::Tensor, at::Tensor> append_kv(std::vector<at::Tensor>& keys, std::
     keys.resize(layer + 1);
     values.resize(layer + 1);
   }
-  keys[layer] = keys[layer].defined() ? at::cat({keys[layer], k}, 2) : k;      // (1, Hkv, S, D)
+  keys[layer] = keys[layer].defined() ? at::cat({keys[layer], k}, 2) : k;      // (B, Hkv, S, D)
   values[layer] = values[layer].defined() ? at::cat({values[layer], v}, 2) : v;
   return {keys[layer], values[layer]};
 }
 
-at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask4d,
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionMask& mask,
                      double scale) {
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   bool gqa = k.size(1) != H;
-  at::Tensor out = mask4d.defined()
-                       ? at::scaled_dot_product_attention(q, k, v, mask4d, 0.0, false, scale, gqa)
-                       : at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, scale, gqa);
+  at::Tensor out = mask.additive.defined()
+                       ? at::scaled_dot_product_attention(q, k, v, mask.additive, 0.0, false, scale, gqa)
+                       : at::scaled_dot_product_attention(q, k, v, {}, 0.0, mask.causal, scale, gqa);
   return out.transpose(1, 2).reshape({B, T, H * D});  // (B, T, H*D)
 }
 

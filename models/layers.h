@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,23 +58,42 @@ std::pair<at::Tensor, at::Tensor> rope_cos_sin(const at::Tensor& positions, cons
 // Rotate-half RoPE on the first cos.size(-1) dims of x: (B, H, T, D); the rest pass through.
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
-// Which keys each query may see: causal, right/left padding from a (B, T) 0/1 attention mask,
-// and an optional sliding window (key j visible to query i iff i - window < j <= i).
-// Returns an additive (B, 1, T, T) mask in options' dtype (0 or the dtype's lowest value), or an
-// undefined tensor when plain causal attention suffices.
-at::Tensor attention_mask_4d(const at::Tensor& attention_mask, int64_t T, int64_t sliding_window,
-                             const at::TensorOptions& options);
+// Where each token of a (B, T) forward stands and which tokens it may attend to. The trainer and
+// evaluation build it from a data::Batch, generation from its prompts; a bare attention mask
+// converts to it.
+struct TokenLayout {
+  at::Tensor attention_mask;   // (B, past + T) 1 = token, 0 = padding; undefined: no padding
+  at::Tensor position_ids;     // (B, T) int64; undefined: past, past + 1, ... in every row
+  at::Tensor sequence_ids;     // (B, T) int64, packed rows: the example of each token (-1: padding);
+                               // undefined: one example per row
+  std::optional<bool> padded;  // whether attention_mask holds a 0, when the caller knows (no device sync)
 
-// The additive (1, 1, T, past + T) mask of T new queries after `past` cached keys: causal, with an
-// optional sliding window, in the same convention as attention_mask_4d.
-at::Tensor cached_attention_mask(int64_t T, int64_t past, int64_t sliding_window, const at::TensorOptions& options);
+  TokenLayout() = default;
+  TokenLayout(at::Tensor mask) : attention_mask(std::move(mask)) {}  // NOLINT: implicit on purpose
+};
 
-// Appends k, v (1, Hkv, T, D) to a layer's cache entries and returns the whole keys and values.
+// The rotary positions of a forward's T tokens after `past` cached ones: (B, T) from position_ids,
+// else (1, T).
+at::Tensor token_positions(const TokenLayout& layout, int64_t T, int64_t past, const at::TensorOptions& options);
+
+// Which keys each of T queries (after `past` cached keys) may see: causal, padding keys hidden,
+// packed examples kept apart (block-diagonal), and an optional sliding window (key j visible to
+// query i iff i - window < j <= i). Built once per forward for the layers of one kind.
+struct AttentionMask {
+  at::Tensor additive;  // (B or 1, 1, T, past + T): 0 or the dtype's lowest; undefined: no mask tensor
+  bool causal = true;   // without `additive`: causal (is_causal) or every key (one new query)
+};
+AttentionMask build_attention_mask(const TokenLayout& layout, int64_t T, int64_t past, int64_t sliding_window,
+                                   const at::TensorOptions& options);
+
+// Appends k, v (B, Hkv, T, D) to a layer's cache entries and returns the whole keys and values.
 std::pair<at::Tensor, at::Tensor> append_kv(std::vector<at::Tensor>& keys, std::vector<at::Tensor>& values, size_t layer,
                                             const at::Tensor& k, const at::Tensor& v);
 
-// softmax(q k^T * scale + mask) v with GQA: q (B, H, T, D), k/v (B, Hkv, S, D) -> (B, T, H*D).
-at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask4d,
+// The one attention entry point: softmax(q k^T * scale + mask) v with GQA, q (B, H, T, D), k/v
+// (B, Hkv, S, D) -> (B, T, H*D), through SDPA: without a mask tensor its causal kernels (flash on
+// CUDA); with one, the kernels that take a mask (memory-efficient on CUDA, the math path on the CPU).
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionMask& mask,
                      double scale);
 
 // y = block(x), keeping only x for the backward, which reruns the block (activation recompute).

@@ -13,8 +13,8 @@ constexpr int64_t kIgnore = -100;
 // The final hidden states of the positions that predict a next token, and their labels:
 // h (N, C), y (N) with N = B * (T - 1).
 std::pair<at::Tensor, at::Tensor> shifted(const CausalLM& model, const at::Tensor& input_ids,
-                                          const at::Tensor& attention_mask, const at::Tensor& labels) {
-  const at::Tensor hidden = model.forward_hidden(model.embed(input_ids), attention_mask, nullptr);  // (B, T, C)
+                                          const TokenLayout& layout, const at::Tensor& labels) {
+  const at::Tensor hidden = model.forward_hidden(model.embed(input_ids), layout, nullptr);  // (B, T, C)
   return {hidden.slice(1, 0, -1).reshape({-1, hidden.size(-1)}), labels.slice(1, 1).reshape({-1})};
 }
 
@@ -31,9 +31,9 @@ std::pair<at::Tensor, at::Tensor> loss_positions(const at::Tensor& h, const at::
 
 }  // namespace
 
-at::Tensor loss_sum(const CausalLM& model, const at::Tensor& input_ids, const at::Tensor& attention_mask,
+at::Tensor loss_sum(const CausalLM& model, const at::Tensor& input_ids, const TokenLayout& layout,
                     const at::Tensor& labels, int64_t chunk_tokens) {
-  const auto [h, y] = shifted(model, input_ids, attention_mask, labels);
+  const auto [h, y] = shifted(model, input_ids, layout, labels);
   if (chunk_tokens <= 0) return cross_entropy_sum(model, h, y);
   const auto [hk, yk] = loss_positions(h, y);
   at::Tensor total = at::zeros({}, h.options().dtype(at::kFloat));
@@ -44,9 +44,9 @@ at::Tensor loss_sum(const CausalLM& model, const at::Tensor& input_ids, const at
   return total;
 }
 
-at::Tensor loss_and_backward(const CausalLM& model, const at::Tensor& input_ids, const at::Tensor& attention_mask,
+at::Tensor loss_and_backward(const CausalLM& model, const at::Tensor& input_ids, const TokenLayout& layout,
                              const at::Tensor& labels, double scale, int64_t chunk_tokens) {
-  const auto [h, y] = shifted(model, input_ids, attention_mask, labels);
+  const auto [h, y] = shifted(model, input_ids, layout, labels);
   if (chunk_tokens <= 0) {
     const at::Tensor sum = cross_entropy_sum(model, h, y);
     (sum * scale).backward();

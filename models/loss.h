@@ -15,14 +15,15 @@
 
 namespace lorakit {
 
-// input_ids, attention_mask, labels (B, T) int64 on the model's device. The summed next-token
+// input_ids and labels (B, T) int64 on the model's device, `layout` their padding, positions and
+// packed examples. The summed next-token
 // cross-entropy over labels != -100, as a 0-dim float32 tensor (no host synchronisation), without a
 // backward (evaluation). chunk_tokens = 0: the plain path.
-at::Tensor loss_sum(const CausalLM& model, const at::Tensor& input_ids, const at::Tensor& attention_mask,
+at::Tensor loss_sum(const CausalLM& model, const at::Tensor& input_ids, const TokenLayout& layout,
                     const at::Tensor& labels, int64_t chunk_tokens);
 
 // The same sum, after backpropagating `scale` * sum (training); returns the unscaled sum.
-at::Tensor loss_and_backward(const CausalLM& model, const at::Tensor& input_ids, const at::Tensor& attention_mask,
+at::Tensor loss_and_backward(const CausalLM& model, const at::Tensor& input_ids, const TokenLayout& layout,
                              const at::Tensor& labels, double scale, int64_t chunk_tokens);
 
 }  // namespace lorakit

@@ -35,9 +35,10 @@ struct ArchSummary {
   std::vector<std::string> default_lora_targets;  // PEFT's defaults for this model_type
 };
 
-// Keys and values of every attention layer, for generation: one sequence (batch 1, no padding).
+// Keys and values of every attention layer, for generation. Rows of a batch share one length:
+// shorter prompts are left-padded and their padding hidden by the layout's attention mask.
 struct KVCache {
-  std::vector<at::Tensor> keys, values;  // per layer: (1, Hkv, S, D)
+  std::vector<at::Tensor> keys, values;  // per layer: (B, Hkv, S, D)
   int64_t length = 0;                    // tokens already in the cache
 };
 
@@ -53,27 +54,26 @@ class CausalLM {
 
   // input_ids (B, T) int64 -> embeddings (B, T, C)
   virtual at::Tensor embed(const at::Tensor& input_ids) const = 0;
-  // embeddings (B, T, C), attention_mask (B, T) 0/1 or undefined -> the final hidden states (B, T, C),
-  // after the last norm. With a cache (B = 1, no mask): positions continue after cache->length and
-  // the new keys/values are appended.
-  virtual at::Tensor forward_hidden(const at::Tensor& embeds, const at::Tensor& attention_mask,
-                                    KVCache* cache) const = 0;
+  // embeddings (B, T, C) and their layout (padding, positions, packed examples) -> the final hidden
+  // states (B, T, C), after the last norm. With a cache: the new tokens come after cache->length
+  // (the layout's attention mask, if any, covers all past + T keys) and their keys/values are appended.
+  virtual at::Tensor forward_hidden(const at::Tensor& embeds, const TokenLayout& layout, KVCache* cache) const = 0;
   // hidden (..., C) -> logits (..., V): lm_head, or the tied embeddings.
   virtual at::Tensor lm_head(const at::Tensor& hidden) const = 0;
 
   // embeddings (B, T, C) -> logits (B, T, V).
-  at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& attention_mask, KVCache* cache) const {
-    return lm_head(forward_hidden(embeds, attention_mask, cache));
+  at::Tensor forward_embeds(const at::Tensor& embeds, const TokenLayout& layout, KVCache* cache) const {
+    return lm_head(forward_hidden(embeds, layout, cache));
   }
-  at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& attention_mask) const {
-    return forward_embeds(embeds, attention_mask, nullptr);
+  at::Tensor forward_embeds(const at::Tensor& embeds, const TokenLayout& layout) const {
+    return forward_embeds(embeds, layout, nullptr);
   }
-  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask) const {
-    return forward_embeds(embed(input_ids), attention_mask, nullptr);
+  at::Tensor forward(const at::Tensor& input_ids, const TokenLayout& layout) const {
+    return forward_embeds(embed(input_ids), layout, nullptr);
   }
-  // input_ids (1, T) after the cached tokens -> logits (1, T, V); the cache grows by T.
-  at::Tensor forward_cached(const at::Tensor& input_ids, KVCache& cache) const {
-    return forward_embeds(embed(input_ids), {}, &cache);
+  // input_ids (B, T) after the cached tokens -> logits (B, T, V); the cache grows by T.
+  at::Tensor forward_cached(const at::Tensor& input_ids, KVCache& cache, const TokenLayout& layout = {}) const {
+    return forward_embeds(embed(input_ids), layout, &cache);
   }
 
   // Activation recompute per decoder layer: less memory for a second forward of each layer.

@@ -9,7 +9,6 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/TensorOperators.h>
-#include <ATen/ops/from_blob.h>
 #include <c10/core/GradMode.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -20,6 +19,7 @@
 #include "core/files.h"
 #include "core/format.h"
 #include "data/stats.h"
+#include "device/batch.h"
 #include "device/dtype.h"
 #include "device/memory.h"
 #include "models/loss.h"
@@ -58,18 +58,6 @@ std::string duration(double seconds) {
   if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, s / 60 % 60);
   if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
   return fmt::format("{:.1f}s", seconds);
-}
-
-// A batch's (rows, cols) arrays as int64 tensors on the device: input ids, attention mask, labels.
-struct BatchTensors {
-  at::Tensor input_ids, attention_mask, labels;
-};
-
-BatchTensors to_tensors(const data::Batch& b, const at::Device& device) {
-  const auto to = [&](const std::vector<int32_t>& v) {
-    return at::from_blob(const_cast<int32_t*>(v.data()), {b.rows, b.cols}, at::kInt).to(device, at::kLong);  // (B, T)
-  };
-  return {to(b.input_ids), to(b.attention_mask), to(b.labels)};
 }
 
 // The run's data, read once before anything is written: statistics (a file with no training
@@ -137,8 +125,8 @@ at::Tensor forward_backward(const CausalLM& model, const std::vector<data::Batch
   at::Tensor sum;
   try {
     for (const auto& m : micro) {
-      const BatchTensors x = to_tensors(m, device);
-      const at::Tensor s = loss_and_backward(model, x.input_ids, x.attention_mask, x.labels,
+      const DeviceBatch x = to_device(m, device);
+      const at::Tensor s = loss_and_backward(model, x.input_ids, x.layout, x.labels,
                                              scale / static_cast<double>(std::max<int64_t>(loss_tokens, 1)),
                                              t.loss_chunk_tokens);
       sum = sum.defined() ? sum + s : s;
@@ -164,8 +152,8 @@ double evaluate(const CausalLM& model, lora::LoraModel& lora, const DataPlan& pl
   double sum = 0;
   int64_t tokens = 0;
   for (data::Batch b; stream.next(b);) {
-    const BatchTensors x = to_tensors(b, device);
-    sum += loss_sum(model, x.input_ids, x.attention_mask, x.labels, t.loss_chunk_tokens).item<double>();
+    const DeviceBatch x = to_device(b, device);
+    sum += loss_sum(model, x.input_ids, x.layout, x.labels, t.loss_chunk_tokens).item<double>();
     tokens += b.loss_tokens;
   }
   lora.set_training(true);
