@@ -12,12 +12,16 @@
 
 namespace lorakit::trainer {
 
+// None of these reads a value back to the host: a step's statistics stay device tensors until the
+// loop reads them together, once (trainer/train.cpp).
 struct AdamW {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  bool fused = false;  // at::_fused_adamw_ (one kernel for all tensors; the CUDA default), else _foreach_
   int64_t step = 0;
   std::vector<at::Tensor> exp_avg, exp_avg_sq;  // one per parameter, created at the first update
 
-  // One step over `params` (those without a gradient are left alone).
+  // One step over `params` (those without a gradient are left alone). The _foreach_ path is
+  // torch.optim.AdamW(foreach=True), element for element the single-tensor formula.
   void update(std::vector<at::Tensor>& params, double lr);
 };
 
@@ -25,17 +29,19 @@ struct AdamW {
 // "constant", "linear" or "cosine" decay to 0 at `total`.
 double lr_lambda(const std::string& type, int64_t step, int64_t warmup, int64_t total);
 
-// Scales the gradients down so their total 2-norm is at most `max_norm` (0: no clipping); returns
-// the norm before clipping.
-double clip_grad_norm(std::vector<at::Tensor>& params, double max_norm);
+// torch.nn.utils.clip_grad_norm_(foreach=True): scales the gradients so their total 2-norm is at most
+// `max_norm` (0: no clipping); returns the norm before clipping, a 0-dim float32 device tensor.
+at::Tensor clip_grad_norm(std::vector<at::Tensor>& params, double max_norm);
 
-// fp16's dynamic loss scale. The loss is multiplied by `scale` before the backward; unscale() divides
-// the gradients back and says whether they are all finite (false: skip this step's update).
+// fp16's dynamic loss scale. The loss is multiplied by `scale` before the backward; unscale()
+// multiplies the gradients by 1/scale and returns a 0-dim device tensor, 1 when any is inf or NaN
+// (torch.amp's _amp_foreach_non_finite_check_and_unscale_). update() then moves the scale.
 struct LossScale {
   double scale = 65536.0;
   int64_t good_steps = 0;
 
-  bool unscale(std::vector<at::Tensor>& params);
+  at::Tensor unscale(std::vector<at::Tensor>& params) const;
+  void update(bool found_inf);
 };
 
 }  // namespace lorakit::trainer

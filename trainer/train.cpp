@@ -9,6 +9,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/TensorOperators.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -88,8 +90,26 @@ DataPlan plan_data(const Recipe& recipe, const tokenizers::Tokenizer& tokenizer,
   plan.batches.packing = t.packing;
   plan.batches.pack_length = recipe.data.max_seq_len > 0 ? recipe.data.max_seq_len : 2048;
   plan.batches.pad_id = tokenizer.special().pad.value_or(tokenizer.special().eos.value_or(0));
-  data::BatchStream count(plan.open, plan.train_rows, plan.batches);
-  for (data::Batch b; count.next(b);) ++plan.batches_per_epoch;
+  // One pass to count the batches (and, packed, the tokens packing saves against padding).
+  const auto padded_tokens = [&](const data::BatchConfig& config, int64_t* batches) {
+    data::BatchStream count(plan.open, plan.train_rows, config);
+    int64_t tokens = 0;
+    for (data::Batch b; count.next(b);) tokens += b.rows * b.cols, *batches += 1;
+    return tokens;
+  };
+  const int64_t tokens = padded_tokens(plan.batches, &plan.batches_per_epoch);
+  if (t.packing && !quiet) {
+    data::BatchConfig unpacked = plan.batches;
+    unpacked.packing = false;
+    int64_t unpacked_batches = 0;
+    const int64_t without = padded_tokens(unpacked, &unpacked_batches);
+    const double change = 100.0 * (static_cast<double>(tokens) / static_cast<double>(std::max<int64_t>(without, 1)) - 1.0);
+    fmt::print("packing: {} batches per epoch of {} rows x up to {} tokens: {} token slots, against {} in {} batches "
+               "padded one example per row ({:.1f}% {}){}\n", plan.batches_per_epoch, t.per_device_train_batch_size,
+               plan.batches.pack_length, with_commas(tokens), with_commas(without), unpacked_batches, std::abs(change),
+               change <= 0 ? "fewer" : "more",
+               change > 0 ? "; hint: examples this long fill the rows alone, raise data.max_seq_len or turn packing off" : "");
+  }
   plan.steps_per_epoch = (plan.batches_per_epoch + t.gradient_accumulation_steps - 1) / t.gradient_accumulation_steps;
   plan.total_steps = t.max_steps > 0 ? t.max_steps : t.num_train_epochs * plan.steps_per_epoch;
   plan.warmup = t.warmup_steps > 0 ? t.warmup_steps
@@ -207,7 +227,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   say(lora.trainable_line() + "\n" + lora.modules_line() + "\n");
   std::vector<at::Tensor> params;
   for (auto& [name, p] : lora.named_parameters()) params.push_back(p);
-  AdamW adam{t.adam_beta1, t.adam_beta2, t.adam_epsilon, t.weight_decay};
+  AdamW adam{t.adam_beta1, t.adam_beta2, t.adam_epsilon, t.weight_decay, /*fused=*/device.is_cuda()};
   at::Generator cpu_generator = at::detail::getDefaultCPUGenerator();
   cpu_generator.set_current_seed(t.seed);
 
@@ -247,9 +267,13 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
       if (p.grad().defined()) p.mutable_grad().zero_();
     const at::Tensor sum = forward_backward(*model, micro, loss_tokens, fp16 ? state.loss_scale.scale : 1.0, t,
                                             state.step + 1, device);
-    const double loss_sum = sum.item<double>();  // the step's one host synchronisation for the loss
-    const bool finite = !fp16 || state.loss_scale.unscale(params);
-    const double grad_norm = clip_grad_norm(params, t.max_grad_norm);
+    const at::Tensor found_inf = fp16 ? state.loss_scale.unscale(params) : at::zeros_like(sum);
+    const at::Tensor grad_norm_tensor = clip_grad_norm(params, t.max_grad_norm);
+    // The step's one host synchronisation: loss, gradient norm and overflow flag read together.
+    const at::Tensor read = at::stack({sum, grad_norm_tensor.to(sum.device(), at::kFloat), found_inf}).to(at::kCPU, at::kDouble);
+    const double loss_sum = read[0].item<double>(), grad_norm = read[1].item<double>();
+    const bool finite = read[2].item<double>() == 0;
+    if (fp16) state.loss_scale.update(!finite);
     const double lr = t.learning_rate * lr_lambda(t.lr_scheduler_type, state.step, plan.warmup, plan.total_steps);
     if (finite) adam.update(params, lr);
     ++state.step;
