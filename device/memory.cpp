@@ -46,8 +46,9 @@ Memory memory_now(const c10::Device& device) {
 
 void cap_cuda_memory(const c10::Device& device, uint64_t bytes) {
   const int index = device.index() < 0 ? 0 : device.index();
-  size_t free = 0, total = 0;
-  C10_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  cudaDeviceProp p{};
+  C10_CUDA_CHECK(cudaGetDeviceProperties(&p, index));
+  const auto total = static_cast<uint64_t>(p.totalGlobalMem);
   if (bytes > total)
     fail("train.max_vram {}: the GPU has only {}", human_bytes(static_cast<double>(bytes)), human_bytes(static_cast<double>(total)));
   c10::cuda::CUDACachingAllocator::setMemoryFraction(static_cast<double>(bytes) / static_cast<double>(total), index);

@@ -215,6 +215,44 @@ TEST(Train, BadRecipesFailBeforeTheRunDirectoryExists) {
   EXPECT_FALSE(fs::exists(dir)) << "a failed start left a run directory behind";
 }
 
+// CUDA misconfigurations, on a machine without a GPU: each is one line naming the setting, what was
+// found and a hint, before the run directory exists. LORAKIT_FAKE_CUDA_DEVICES stands in for a GPU
+// where a check needs one (a 16 GB Tesla T4, compute capability 7.5: no bf16).
+TEST(Train, CudaMisconfigurationsFailBeforeTheRunDirectoryExists) {
+  ASSERT_TRUE(fs::exists(oracle_dir() / "expected.json"));
+  const fs::path dir = scratch("cuda");
+  const auto with_gpu = [&](const std::string& sets) {
+    return lorakit::testing::run_command(fmt::format("LORAKIT_FAKE_CUDA_DEVICES='Tesla T4:16GB:7.5' {} {}",
+                                                     lorakit::testing::lorakit_bin(), train_args(dir, sets)));
+  };
+  // No GPU at all (this machine; an empty fake list says the same on a machine with one).
+  const auto none = lorakit::testing::run_command(fmt::format("LORAKIT_FAKE_CUDA_DEVICES= {} {}", lorakit::testing::lorakit_bin(),
+                                                              train_args(dir, "--set train.device=cuda")));
+  EXPECT_NE(none.exit_code, 0);
+  EXPECT_CONTAINS(none.output, "error: train.device 'cuda': no CUDA device is visible (no NVIDIA driver or GPU found");
+  EXPECT_CONTAINS(none.output, "hint: --set train.device=cpu");
+  const auto real = run(train_args(dir, "--set train.device=cuda"));
+  EXPECT_NE(real.exit_code, 0);
+  if (!fs::exists("/dev/nvidia0")) EXPECT_CONTAINS(real.output, "train.device 'cuda': no CUDA device is visible");
+  const auto index = with_gpu("--set train.device=cuda:3");
+  EXPECT_NE(index.exit_code, 0);
+  EXPECT_CONTAINS(index.output, "train.device 'cuda:3': this machine has 1 CUDA device: cuda:0 Tesla T4 (14.90 GiB, "
+                                "compute capability 7.5); hint: use cuda:0");
+  const auto vram = with_gpu("--set train.device=cuda --set train.max_vram=24GiB");
+  EXPECT_NE(vram.exit_code, 0);
+  EXPECT_CONTAINS(vram.output, "train.max_vram 24.00 GiB: more than cuda:0 has (14.90 GiB in all, Tesla T4)");
+  const auto bf16 = with_gpu("--set train.device=cuda --set model.dtype=bf16");
+  EXPECT_NE(bf16.exit_code, 0);
+  EXPECT_CONTAINS(bf16.output, "model.dtype bf16: cuda:0 (Tesla T4) has compute capability 7.5 and no bfloat16 support");
+  EXPECT_CONTAINS(bf16.output, "hint: use fp16");
+  const auto typo = run(train_args(dir, "--set train.device=gpu"));
+  EXPECT_CONTAINS(typo.output, "train.device 'gpu': expected cpu, cuda or cuda:N");
+  for (const auto* r : {&none, &real, &index, &vram, &bf16, &typo}) {
+    EXPECT_EQ(std::count(r->output.begin(), r->output.end(), '\n'), 1) << "one line: " << r->output;
+  }
+  EXPECT_FALSE(fs::exists(dir)) << "a failed start left a run directory behind";
+}
+
 TEST(Train, EarlyStoppingOnValidationLoss) {
   ASSERT_TRUE(fs::exists(oracle_dir() / "expected.json"));
   const fs::path dir = scratch("early");

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -60,7 +61,7 @@ std::vector<std::pair<int64_t, fs::path>> checkpoints_of(const fs::path& run_dir
 }  // namespace
 
 void save_checkpoint(const fs::path& run_dir, const lora::LoraModel& lora, const AdamW& adam, const TrainState& state,
-                     const std::string& base_model, int64_t keep) {
+                     const std::string& base_model, int64_t keep, const c10::Device& device) {
   const fs::path dir = run_dir / "checkpoints" / fmt::format("step-{}", state.step);
   const fs::path tmp = run_dir / "checkpoints" / fmt::format(".step-{}.tmp", state.step);
   fs::remove_all(tmp);
@@ -73,6 +74,7 @@ void save_checkpoint(const fs::path& run_dir, const lora::LoraModel& lora, const
     moments.emplace_back("exp_avg_sq." + names[i].first, adam.exp_avg_sq[i].to(at::kCPU));
   }
   moments.emplace_back("rng_state", at::detail::getDefaultCPUGenerator().get_state());
+  if (device.is_cuda()) moments.emplace_back("cuda_rng_state", at::globalContext().defaultGenerator(device).get_state());
   save_safetensors(tmp / "optimizer.safetensors", moments, {{"format", "pt"}, {"adam_step", std::to_string(adam.step)}});
   std::ofstream(tmp / "state.json") << state_json(state).dump(1) << "\n";
   fs::remove_all(dir);
@@ -98,6 +100,10 @@ TrainState load_checkpoint(const fs::path& checkpoint, lora::LoraModel& lora, Ad
   }
   adam.step = std::stoll(moments.metadata().at("adam_step"));
   generator.set_state(moments.tensor("rng_state"));
+  if (device.is_cuda() && moments.find("cuda_rng_state")) {
+    at::Generator cuda = at::globalContext().defaultGenerator(device);  // a handle on the device's generator
+    cuda.set_state(moments.tensor("cuda_rng_state"));
+  }
   std::ifstream in(checkpoint / "state.json");
   return state_from_json(json::parse(in));
 }

@@ -1,5 +1,6 @@
 // A run's resumable state: checkpoints/step-N/ holds the adapter (adapter/, PEFT format), the AdamW
-// moments and step with the CPU RNG state (optimizer.safetensors) and the loop's counters with the
+// moments and step with the CPU RNG state and, on CUDA, the device's generator state, from which
+// LoRA dropout on CUDA tensors draws (optimizer.safetensors) and the loop's counters with the
 // data cursor (state.json). A checkpoint is written into a hidden sibling and renamed, so a kill
 // leaves the previous one intact; only the newest save_total_limit are kept. Resuming from one
 // replays the same batches, dropout masks and updates as the uninterrupted run.
@@ -35,12 +36,13 @@ struct TrainState {
 
 // Writes run_dir/checkpoints/step-<state.step> and prunes to the newest `keep`.
 void save_checkpoint(const std::filesystem::path& run_dir, const lora::LoraModel& lora, const AdamW& adam,
-                     const TrainState& state, const std::string& base_model, int64_t keep);
+                     const TrainState& state, const std::string& base_model, int64_t keep, const c10::Device& device);
 
 // The newest complete checkpoint of a run directory, or an empty path.
 std::filesystem::path newest_checkpoint(const std::filesystem::path& run_dir);
 
-// Restores the adapter weights, AdamW (moments on `device`), the generator and the loop state.
+// Restores the adapter weights, AdamW (moments on `device`), the CPU generator (`generator`), the
+// CUDA generator of `device` when the checkpoint has its state, and the loop state.
 TrainState load_checkpoint(const std::filesystem::path& checkpoint, lora::LoraModel& lora, AdamW& adam,
                            at::Generator& generator, const c10::Device& device);
 

@@ -8,6 +8,7 @@
 #include <csignal>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/zeros_like.h>
@@ -22,6 +23,7 @@
 #include "core/format.h"
 #include "data/stats.h"
 #include "device/batch.h"
+#include "device/cuda.h"
 #include "device/dtype.h"
 #include "device/memory.h"
 #include "models/loss.h"
@@ -46,13 +48,27 @@ void validate(const TrainSection& t) {
   if (t.learning_rate <= 0) problems.push_back("train.learning_rate must be > 0");
   if (t.lr_scheduler_type != "constant" && t.lr_scheduler_type != "linear" && t.lr_scheduler_type != "cosine")
     problems.push_back(fmt::format("train.lr_scheduler_type '{}': expected constant, linear or cosine", t.lr_scheduler_type));
-  if (t.device != "cpu" && !t.device.starts_with("cuda"))
-    problems.push_back(fmt::format("train.device '{}': expected cpu or cuda", t.device));
   if (!problems.empty()) {
     std::string all;
     for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
     fail("recipe: {}", all);
   }
+}
+
+// The run's device and dtype, checked (and the memory cap set) before anything is read or written.
+std::pair<at::Device, at::ScalarType> prepare_device(const Recipe& recipe) {
+  const TrainSection& t = recipe.train;
+  const at::Device device = resolve_device(t.device, "train.device", "--set train.device=cpu");
+  const at::ScalarType dtype = parse_dtype(recipe.model.dtype, "model.dtype");
+  check_dtype_on_device(dtype, device, "model.dtype");
+  if (!t.max_vram.empty()) {
+    if (!device.is_cuda()) fail("train.max_vram '{}' applies to device cuda, not {}", t.max_vram, t.device);
+    const uint64_t cap = parse_size(t.max_vram, "train.max_vram");
+    check_memory_cap(cap, device, "train.max_vram");
+    cap_cuda_memory(device, cap);
+  }
+  reset_peak_memory(device);
+  return {device, dtype};
 }
 
 std::string duration(double seconds) {
@@ -203,12 +219,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   g_stop = false;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  const at::Device device(t.device);
-  if (!t.max_vram.empty()) {
-    if (!device.is_cuda()) fail("train.max_vram '{}' applies to device cuda, not {}", t.max_vram, t.device);
-    cap_cuda_memory(device, parse_size(t.max_vram, "train.max_vram"));
-  }
-  reset_peak_memory(device);
+  const auto [device, dtype] = prepare_device(recipe);
   const fs::path run_dir = recipe.output.dir;
   if (fs::exists(run_dir) && !options.resume && !options.overwrite)
     fail("{}: the run directory exists; hint: --resume to continue it, --overwrite to replace it, or set output.dir",
@@ -220,7 +231,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   // 1. Data (statistics first, so bad input fails before anything is written), model and adapters.
   const auto tokenizer = tokenizers::load_tokenizer(recipe.model.path);
   const DataPlan plan = plan_data(recipe, tokenizer, options.quiet);
-  auto model = load_hf_model(recipe.model.path, {parse_dtype(recipe.model.dtype, "model.dtype"), device});
+  auto model = load_hf_model(recipe.model.path, {dtype, device});
   model->set_activation_recompute(t.gradient_checkpointing);
   auto lora = lora::inject_lora(*model, recipe.lora, t.seed);
   if (!options.adapter.empty()) load_peft_adapter_weights(options.adapter, lora);
@@ -230,6 +241,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   AdamW adam{t.adam_beta1, t.adam_beta2, t.adam_epsilon, t.weight_decay, /*fused=*/device.is_cuda()};
   at::Generator cpu_generator = at::detail::getDefaultCPUGenerator();
   cpu_generator.set_current_seed(t.seed);
+  if (device.is_cuda()) at::Generator(at::globalContext().defaultGenerator(device)).set_current_seed(t.seed);
 
   // 2. The run directory: fresh, replaced, or resumed from its newest checkpoint.
   TrainState state;
@@ -321,7 +333,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
     }
     // Checkpoint every save_steps, and when interrupted.
     if ((t.save_steps > 0 && state.step % t.save_steps == 0) || g_stop)
-      save_checkpoint(run_dir, lora, adam, state, recipe.model.path, t.save_total_limit);
+      save_checkpoint(run_dir, lora, adam, state, recipe.model.path, t.save_total_limit, device);
     if (g_stop) {
       if (tty) fmt::print("\n");
       say(fmt::format("interrupted: saved {}/checkpoints/step-{}; continue with --resume\n", run_dir.string(), state.step));
