@@ -6,6 +6,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/argmax.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/ones.h>
 #include <ATen/ops/cumsum.h>
 #include <ATen/ops/multinomial.h>
 #include <ATen/ops/softmax.h>
@@ -58,71 +60,146 @@ int32_t next_token(at::Tensor logits, const std::vector<int32_t>& seen, const Ge
 
 }  // namespace
 
-Generation generate(const CausalLM& model, const tokenizers::Tokenizer* tokenizer, const std::vector<int32_t>& prompt_ids,
-                    const GenerationConfig& config, const c10::Device& device,
-                    const std::function<void(std::string_view)>& stream) {
-  if (prompt_ids.empty()) fail("generate: the prompt has no tokens");
+namespace {
+
+// One row's progress: its ids so far, its text, and whether it has finished.
+struct Row {
+  std::vector<int32_t> seen;
+  Generation out;
+  bool done = false;
+  size_t streamed = 0;
+};
+
+// After a new token: the text, cut at a stop string (which finishes the row); streams what is
+// complete, holding back a trailing partial character (U+FFFD) and a possible start of a stop string.
+void update_text(Row& row, const tokenizers::Tokenizer& tokenizer, const GenerationConfig& config,
+                 const std::function<void(std::string_view)>& stream) {
+  Generation& out = row.out;
+  out.text = tokenizer.decode(out.new_ids, /*skip_special_tokens=*/true);
+  bool stopped = false;
+  for (const std::string& s : config.stop)
+    if (const size_t at = out.text.find(s); at != std::string::npos) {
+      out.text.resize(at);
+      stopped = true;
+    }
+  size_t ready = out.text.size();
+  if (!stopped) {
+    if (out.text.ends_with("\xEF\xBF\xBD")) ready -= 3;
+    for (const std::string& s : config.stop)
+      for (size_t k = std::min(s.size() - 1, ready); k > 0; --k)
+        if (out.text.compare(ready - k, k, s, 0, k) == 0) {
+          ready -= k;
+          break;
+        }
+  }
+  if (stream && ready > row.streamed) {
+    stream(std::string_view(out.text).substr(row.streamed, ready - row.streamed));
+    row.streamed = ready;
+  }
+  if (stopped) {
+    out.finish_reason = "stop";
+    row.done = true;
+  }
+}
+
+}  // namespace
+
+std::vector<Generation> generate_batch(const CausalLM& model, const tokenizers::Tokenizer* tokenizer,
+                                       const std::vector<std::vector<int32_t>>& prompts, const GenerationConfig& config,
+                                       const c10::Device& device, const std::function<void(std::string_view)>& stream) {
+  if (prompts.empty()) return {};
+  for (const auto& p : prompts)
+    if (p.empty()) fail("generate: a prompt has no tokens");
   if (!config.stop.empty() && !tokenizer) fail("generate: stop strings need a tokenizer");
   if (config.sample && config.temperature <= 0) fail("--temperature must be > 0 when sampling");
   c10::InferenceMode inference;
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(config.seed);
   memory_now(device);  // resets the CUDA peak
   const auto start = Clock::now();
+  const auto B = static_cast<int64_t>(prompts.size());
+  size_t longest = 0;
+  for (const auto& p : prompts) longest = std::max(longest, p.size());
+  const auto L = static_cast<int64_t>(longest);
+
+  // Left padding: every row's last prompt token in the last column; positions count real tokens
+  // only (transformers: attention_mask.cumsum(-1) - 1, padding at 1).
+  std::vector<int64_t> ids(static_cast<size_t>(B * L), 0), mask(static_cast<size_t>(B * L), 0);
+  std::vector<int64_t> positions(static_cast<size_t>(B * L), 1), next_position(static_cast<size_t>(B), 0);
+  std::vector<Row> rows(static_cast<size_t>(B));
+  for (int64_t r = 0; r < B; ++r) {
+    const auto& p = prompts[static_cast<size_t>(r)];
+    const auto offset = static_cast<size_t>(r * L + L - static_cast<int64_t>(p.size()));
+    for (size_t t = 0; t < p.size(); ++t) {
+      ids[offset + t] = p[t];
+      mask[offset + t] = 1;
+      positions[offset + t] = static_cast<int64_t>(t);
+    }
+    next_position[static_cast<size_t>(r)] = static_cast<int64_t>(p.size());
+    rows[static_cast<size_t>(r)].seen = p;
+    rows[static_cast<size_t>(r)].out.finish_reason = "length";
+  }
+  const bool padded = std::any_of(prompts.begin(), prompts.end(), [&](const auto& p) { return p.size() != longest; });
+  const auto long_tensor = [&](const std::vector<int64_t>& v, int64_t cols) {
+    return at::tensor(v, at::kLong).view({B, cols}).to(device);
+  };
+  at::Tensor key_mask = padded ? long_tensor(mask, L) : at::Tensor();  // (B, S): grows by one column per step
+  const auto padded_layout = [&](const std::vector<int64_t>& pos, int64_t cols) {
+    TokenLayout l(key_mask);
+    l.position_ids = long_tensor(pos, cols);
+    l.padded = true;
+    return l;
+  };
+  TokenLayout layout = padded ? padded_layout(positions, L) : TokenLayout();
   KVCache cache;
-  std::vector<int64_t> prompt(prompt_ids.begin(), prompt_ids.end());
-  at::Tensor logits = model.forward_cached(at::tensor(prompt, at::kLong).view({1, -1}).to(device), cache);  // (1, T, V)
-  std::vector<int32_t> seen = prompt_ids;
-  Generation out;
-  out.finish_reason = "length";
-  size_t streamed = 0;
+  at::Tensor logits = model.forward_cached(long_tensor(ids, L), cache, layout);  // (B, L, V)
+
   for (int64_t n = 0; n < config.max_new_tokens; ++n) {
-    const int32_t id = next_token(logits[0][-1].to(at::kFloat).to(at::kCPU), seen, config, generator);
-    out.new_ids.push_back(id);
-    seen.push_back(id);
-    if (std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), id) != config.eos_token_ids.end()) {
-      out.finish_reason = "eos";
-      break;
+    const at::Tensor last = logits.select(1, -1).to(at::kFloat).to(at::kCPU);  // (B, V)
+    std::vector<int64_t> step_ids(static_cast<size_t>(B), 0);
+    for (int64_t r = 0; r < B; ++r) {
+      Row& row = rows[static_cast<size_t>(r)];
+      if (row.done) continue;  // a finished row is fed padding; its outputs are not read
+      const int32_t id = next_token(last[r].clone(), row.seen, config, generator);
+      step_ids[static_cast<size_t>(r)] = id;
+      row.out.new_ids.push_back(id);
+      row.seen.push_back(id);
+      if (std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), id) != config.eos_token_ids.end()) {
+        row.out.finish_reason = "eos";
+        row.done = true;
+        continue;
+      }
+      if (tokenizer) update_text(row, *tokenizer, config, B == 1 ? stream : std::function<void(std::string_view)>());
     }
+    if (n + 1 >= config.max_new_tokens || std::all_of(rows.begin(), rows.end(), [](const Row& r) { return r.done; })) break;
+    if (padded) {
+      key_mask = at::cat({key_mask, at::ones({B, 1}, key_mask.options())}, 1);  // (B, S + 1)
+      std::vector<int64_t> step_positions(next_position);
+      for (auto& p : next_position) ++p;
+      layout = padded_layout(step_positions, 1);
+    }
+    logits = model.forward_cached(long_tensor(step_ids, 1), cache, layout);  // (B, 1, V)
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double peak = memory_now(device).peak;
+  std::vector<Generation> out;
+  for (Row& row : rows) {
     if (tokenizer) {
-      out.text = tokenizer->decode(out.new_ids, /*skip_special_tokens=*/true);
-      bool stopped = false;
-      for (const std::string& s : config.stop)
-        if (const size_t at = out.text.find(s); at != std::string::npos) {
-          out.text.resize(at);
-          stopped = true;
-        }
-      // Stream what is complete: hold back a trailing partial character (U+FFFD) and a possible
-      // beginning of a stop string.
-      size_t ready = out.text.size();
-      if (!stopped) {
-        if (out.text.ends_with("\xEF\xBF\xBD")) ready -= 3;
-        for (const std::string& s : config.stop)
-          for (size_t k = std::min(s.size() - 1, ready); k > 0; --k)
-            if (out.text.compare(ready - k, k, s, 0, k) == 0) {
-              ready -= k;
-              break;
-            }
-      }
-      if (stream && ready > streamed) {
-        stream(std::string_view(out.text).substr(streamed, ready - streamed));
-        streamed = ready;
-      }
-      if (stopped) {
-        out.finish_reason = "stop";
-        break;
-      }
+      if (row.out.finish_reason != "stop") row.out.text = tokenizer->decode(row.out.new_ids, true);
+      if (B == 1 && stream && row.out.text.size() > row.streamed) stream(std::string_view(row.out.text).substr(row.streamed));
     }
-    if (n + 1 < config.max_new_tokens)
-      logits = model.forward_cached(at::tensor(std::vector<int64_t>{id}, at::kLong).view({1, 1}).to(device), cache);
+    row.out.seconds = seconds / static_cast<double>(B);
+    row.out.tokens_per_s = row.out.seconds > 0 ? static_cast<double>(row.out.new_ids.size()) / row.out.seconds : 0;
+    row.out.peak_memory_bytes = peak;
+    out.push_back(std::move(row.out));
   }
-  if (tokenizer) {
-    if (out.finish_reason != "stop") out.text = tokenizer->decode(out.new_ids, true);
-    if (stream && out.text.size() > streamed) stream(std::string_view(out.text).substr(streamed));
-  }
-  out.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  out.tokens_per_s = out.seconds > 0 ? static_cast<double>(out.new_ids.size()) / out.seconds : 0;
-  out.peak_memory_bytes = memory_now(device).peak;
   return out;
+}
+
+Generation generate(const CausalLM& model, const tokenizers::Tokenizer* tokenizer, const std::vector<int32_t>& prompt_ids,
+                    const GenerationConfig& config, const c10::Device& device,
+                    const std::function<void(std::string_view)>& stream) {
+  if (prompt_ids.empty()) fail("generate: the prompt has no tokens");
+  return generate_batch(model, tokenizer, {prompt_ids}, config, device, stream).front();
 }
 
 std::vector<int32_t> model_eos_ids(const std::filesystem::path& model_dir, const tokenizers::Tokenizer* tokenizer) {

@@ -1,5 +1,5 @@
-// Text generation with a KV cache, one prompt at a time: the prompt in one forward pass, then one
-// token per step. transformers' order of logits processors: repetition penalty, then (sampling)
+// Text generation with a KV cache, one prompt or a batch: the prompts in one forward pass (left
+// padded, positions counting real tokens as transformers does), then one token per row per step. transformers' order of logits processors: repetition penalty, then (sampling)
 // temperature, top-k, top-p. Stops at an EOS id, a stop string or max_new_tokens.
 #pragma once
 
@@ -43,6 +43,13 @@ struct Generation {
 Generation generate(const CausalLM& model, const tokenizers::Tokenizer* tokenizer, const std::vector<int32_t>& prompt_ids,
                     const GenerationConfig& config, const c10::Device& device,
                     const std::function<void(std::string_view)>& stream = {});
+
+// A batch of prompts at once, rows finishing on their own; greedy rows give the same tokens as one
+// prompt at a time. Each row's `seconds` is the batch's wall time divided by the rows; `stream` is
+// used only for a batch of one.
+std::vector<Generation> generate_batch(const CausalLM& model, const tokenizers::Tokenizer* tokenizer,
+                                       const std::vector<std::vector<int32_t>>& prompts, const GenerationConfig& config,
+                                       const c10::Device& device, const std::function<void(std::string_view)>& stream = {});
 
 // The EOS ids transformers' generate stops at: generation_config.json's eos_token_id (an id or a
 // list), else config.json's, plus the tokenizer's eos token.
