@@ -12,6 +12,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "device/cuda.h"
 #include "device/dtype.h"
 #include "core/files.h"
 #include "core/format.h"
@@ -21,7 +22,8 @@ namespace lorakit::cli {
 namespace {
 
 struct EvalArgs {
-  std::string dtype = "fp32", adapter, predictions;
+  std::string dtype = "fp32", device = "cpu", adapter, predictions;
+  int64_t batch_size = 8;
   DataArgs data;
   bool json = false, generate = false;
   int64_t max_new_tokens = 32;
@@ -61,8 +63,11 @@ void run_eval(const EvalArgs& args) {
   const data::ExampleBuilder builder(tokenizer, config, "eval");
   auto reader = data::open_records(config.path, data::reader_options(config));  // the header is checked before the model loads
 
+  const c10::Device device = resolve_device(args.device, "--device", "--device cpu");
+  const at::ScalarType dtype = parse_dtype(args.dtype, "--dtype");
+  check_dtype_on_device(dtype, device, "--dtype");
   const auto start = std::chrono::steady_clock::now();
-  std::unique_ptr<CausalLM> model = load_hf_model(model_dir, {parse_dtype(args.dtype, "--dtype"), at::kCPU});
+  std::unique_ptr<CausalLM> model = load_hf_model(model_dir, {dtype, device});
   if (!args.adapter.empty()) apply_peft_adapter(*model, args.adapter);
   if (args.generate) {
     inference::GenerationConfig generation;
@@ -70,10 +75,11 @@ void run_eval(const EvalArgs& args) {
     generation.stop = args.stop;
     generation.eos_token_ids = inference::model_eos_ids(model_dir, &tokenizer);
     print_generation_eval(args, config.path,
-                          inference::evaluate_generation(*model, tokenizer, builder, *reader, generation, at::kCPU, config.path));
+                          inference::evaluate_generation(*model, tokenizer, builder, *reader, generation, device, args.batch_size,
+                                                         config.path));
     return;
   }
-  const auto e = inference::evaluate_loss(*model, builder, *reader);
+  const auto e = inference::evaluate_loss(*model, builder, *reader, device, args.batch_size);
   if (e.examples == 0)
     fail("{}: no examples to evaluate ({} rows skipped{})", config.path, e.skipped,
          e.skipped ? ", the last because: " + e.last_skip_reason : "");
@@ -97,6 +103,8 @@ void add_eval(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("eval", "Mean token loss and perplexity of a model over a CSV/JSONL file");
   add_data_options(cmd, args->data);
   cmd->add_option("--dtype", args->dtype, "fp32, bf16 or fp16")->capture_default_str();
+  cmd->add_option("--device", args->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--batch-size", args->batch_size, "Rows (or, with --generate, prompts) per forward pass")->capture_default_str();
   cmd->add_option("--adapter", args->adapter, "PEFT adapter directory (lorakit's or PeftModel.save_pretrained's) applied to the model");
   cmd->add_flag("--generate", args->generate,
                 "Answer each prompt greedily and score it against the response column: exact match, per-label P/R/F1");

@@ -11,6 +11,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "device/cuda.h"
 #include "device/dtype.h"
 #include "tokenizers/chat_template.h"
 #include "tokenizers/unicode.h"
@@ -21,6 +22,7 @@ namespace {
 
 struct GenerateArgs {
   std::string model, adapter, prompt, prompts, dtype = "fp32", device = "cpu";
+  int64_t batch_size = 1;
   bool chat = false, json = false, greedy = false;
   std::vector<std::string> stop;
   inference::GenerationConfig config;
@@ -45,8 +47,10 @@ std::vector<std::string> read_prompts(const GenerateArgs& args) {
 void run_generate(GenerateArgs args, bool sampling_flag) {
   const auto tokenizer = tokenizers::load_tokenizer(args.model);
   const auto prompts = read_prompts(args);
-  const c10::Device device(args.device);
-  auto model = load_hf_model(args.model, {parse_dtype(args.dtype, "--dtype"), device});
+  const c10::Device device = resolve_device(args.device, "--device", "--device cpu");
+  const at::ScalarType dtype = parse_dtype(args.dtype, "--dtype");
+  check_dtype_on_device(dtype, device, "--dtype");
+  auto model = load_hf_model(args.model, {dtype, device});
   if (!args.adapter.empty()) {
     apply_peft_adapter(*model, args.adapter);
   }
@@ -54,31 +58,44 @@ void run_generate(GenerateArgs args, bool sampling_flag) {
   args.config.stop = args.stop;
   args.config.eos_token_ids = inference::model_eos_ids(args.model, &tokenizer);
   const auto format = tokenizers::detect_chat_format(tokenizer.chat_template());
-  for (const std::string& prompt : prompts) {
-    std::vector<int32_t> ids;
-    if (args.chat) {
-      tokenizers::ChatOptions options;
-      options.add_generation_prompt = true;
-      const nlohmann::ordered_json messages = {{{"role", "user"}, {"content", prompt}}};
-      ids = tokenizer.encode(tokenizers::render_chat_text(format, messages, options), false);
-    } else {
-      ids = tokenizer.encode(prompt, true);
-    }
-    const auto stream = [&](std::string_view text) {
-      if (args.json) return;
-      fmt::print("{}", text);
-      std::fflush(stdout);
-    };
-    if (!args.json) fmt::print("{}", prompt), std::fflush(stdout);
-    const auto g = inference::generate(*model, &tokenizer, ids, args.config, device, stream);
+  const auto encode = [&](const std::string& prompt) {
+    if (!args.chat) return tokenizer.encode(prompt, true);
+    tokenizers::ChatOptions options;
+    options.add_generation_prompt = true;
+    const nlohmann::ordered_json messages = {{{"role", "user"}, {"content", prompt}}};
+    return tokenizer.encode(tokenizers::render_chat_text(format, messages, options), false);
+  };
+  const auto print = [&](const std::string& prompt, const inference::Generation& g, bool streamed) {
     if (args.json) {
       fmt::print("{}\n", nlohmann::json{{"prompt", prompt}, {"text", g.text}, {"new_ids", g.new_ids},
                                         {"finish_reason", g.finish_reason}, {"seconds", g.seconds},
                                         {"tokens_per_s", g.tokens_per_s}, {"peak_memory_bytes", g.peak_memory_bytes}}
                               .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-    } else {
-      fmt::print("\n[{} tokens, {:.2f} s, {:.1f} tokens/s, {}]\n", g.new_ids.size(), g.seconds, g.tokens_per_s, g.finish_reason);
+      return;
     }
+    if (!streamed) fmt::print("{}{}", prompt, g.text);
+    fmt::print("\n[{} tokens, {:.2f} s, {:.1f} tokens/s, {}]\n", g.new_ids.size(), g.seconds, g.tokens_per_s, g.finish_reason);
+  };
+  if (args.batch_size < 1) fail("--batch-size must be at least 1, found {}", args.batch_size);
+  if (args.batch_size == 1) {
+    // One prompt at a time, streamed to the terminal as it is generated.
+    for (const std::string& prompt : prompts) {
+      const auto stream = [&](std::string_view text) {
+        if (args.json) return;
+        fmt::print("{}", text);
+        std::fflush(stdout);
+      };
+      if (!args.json) fmt::print("{}", prompt), std::fflush(stdout);
+      print(prompt, inference::generate(*model, &tokenizer, encode(prompt), args.config, device, stream), true);
+    }
+    return;
+  }
+  for (size_t start = 0; start < prompts.size(); start += static_cast<size_t>(args.batch_size)) {
+    const size_t end = std::min(prompts.size(), start + static_cast<size_t>(args.batch_size));
+    std::vector<std::vector<int32_t>> ids;
+    for (size_t i = start; i < end; ++i) ids.push_back(encode(prompts[i]));
+    const auto generations = inference::generate_batch(*model, &tokenizer, ids, args.config, device);
+    for (size_t i = start; i < end; ++i) print(prompts[i], generations[i - start], false);
   }
 }
 
@@ -102,7 +119,10 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--stop", args->stop, "Stop when the text contains this string (repeatable)");
   cmd->add_option("--seed", args->config.seed, "Sampling seed")->capture_default_str();
   cmd->add_option("--dtype", args->dtype, "fp32, bf16 or fp16")->capture_default_str();
-  cmd->add_option("--device", args->device, "cpu or cuda")->capture_default_str();
+  cmd->add_option("--device", args->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--batch-size", args->batch_size,
+                  "Prompts of --prompts generated together (left padded); 1 streams each answer as it comes")
+      ->capture_default_str();
   cmd->add_flag("--json", args->json, "One JSON object per prompt: prompt, text, new_ids, seconds, tokens_per_s, peak_memory_bytes");
   cmd->callback([args, prompt, prompts, temperature, top_k, top_p] {
     if (!*prompt && !*prompts) fail("generate: give --prompt TEXT or --prompts FILE");

@@ -27,6 +27,8 @@ void add_sweep(CLI::App& app) {
   cmd->add_option("--grid", args->options.grids, "section.key=v1,v2,... (repeatable: the cross product runs)")->required();
   cmd->add_option("--set", args->options.sets, "Override a recipe field for every run: section.key=value");
   cmd->add_option("--out", args->options.out, "Sweep directory (default runs/sweep-<recipe name>)");
+  cmd->add_option("--device", args->options.device, "Every run's train.device (and its inference): cpu, cuda or cuda:N");
+  cmd->add_option("--dtype", args->options.dtype, "Every run's model.dtype: fp32, bf16 or fp16");
   cmd->add_option("--alpha-per-rank", args->options.alpha_per_rank,
                   "lora_alpha = this x r for each run (2 keeps alpha/r fixed); default: the recipe's fixed alpha");
   cmd->callback([args] {

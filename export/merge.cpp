@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/json_reader.h"
+#include "device/cuda.h"
 #include "device/dtype.h"
 
 namespace lorakit::exports {
@@ -42,10 +43,12 @@ MergeReport merge_adapter(const fs::path& model_dir, const fs::path& adapter_dir
   const at::ScalarType dtype = output_dtype(options.dtype, config);
 
   // The base in float32 with its adapter, as PEFT computes the unmerged model.
-  auto model = load_hf_model(model_dir, {at::kFloat, at::kCPU});
+  const c10::Device device = resolve_device(options.device, "--device", "--device cpu");
+  auto model = load_hf_model(model_dir, {at::kFloat, device});
   auto lora = apply_peft_adapter(*model, adapter_dir);
   c10::NoGradGuard no_grad;
-  const at::Tensor probe = (at::arange(16, at::kLong) * 7919 % std::min<int64_t>(model->vocab_size(), 1000)).view({1, 16});
+  const at::Tensor probe =
+      (at::arange(16, at::kLong) * 7919 % std::min<int64_t>(model->vocab_size(), 1000)).view({1, 16}).to(device);
   const at::Tensor unmerged = model->forward(probe, at::ones_like(probe));  // (1, 16, V)
 
   // Fold every adapter into its Linear: W += scaling * B A, in float32.
@@ -76,7 +79,7 @@ MergeReport merge_adapter(const fs::path& model_dir, const fs::path& adapter_dir
     std::vector<std::pair<std::string, at::Tensor>>* out;
     at::ScalarType dtype;
     void tensor(const std::string& name, at::Tensor& slot, const std::vector<int64_t>&) override {
-      out->emplace_back(name, slot.to(dtype).contiguous());
+      out->emplace_back(name, slot.to(at::kCPU, dtype).contiguous());
     }
   } collect;
   collect.out = &tensors;

@@ -13,6 +13,7 @@ namespace lorakit::exports {
 
 struct MergeOptions {
   std::string dtype;                       // "fp32" | "bf16" | "fp16"; "" = the config's dtype (else fp32)
+  std::string device = "cpu";              // where the float32 fold runs: cpu, cuda or cuda:N
   uint64_t max_shard_bytes = 2ull << 30;   // 2 GB shards, index file when more than one
   bool overwrite = false;
   bool quiet = false;

@@ -23,9 +23,11 @@ struct LossEvaluation {
   std::string last_skip_reason;
 };
 
-// One row at a time, on the CPU, in inference mode. A token id past the model's vocabulary is an
-// error naming the file and line.
-LossEvaluation evaluate_loss(const CausalLM& model, const data::ExampleBuilder& builder, data::RecordReader& reader);
+// `batch_size` rows at a time (padded to the longest, in file order) on `device`, in inference mode;
+// the summed loss over the same tokens as one row at a time. A token id past the model's
+// vocabulary is an error naming the file and line.
+LossEvaluation evaluate_loss(const CausalLM& model, const data::ExampleBuilder& builder, data::RecordReader& reader,
+                             const c10::Device& device, int64_t batch_size);
 
 struct GenerationEvaluation {
   Scores scores;
@@ -36,10 +38,11 @@ struct GenerationEvaluation {
   std::string predictions_csv;  // line,prompt,reference,prediction,exact_match,new_tokens,seconds
 };
 
-// Rows without a reference answer are passed over; none at all is an error naming `data_path`.
+// Prompts generated `batch_size` at a time (generate_batch); rows without a reference answer are
+// passed over; none at all is an error naming `data_path`.
 GenerationEvaluation evaluate_generation(const CausalLM& model, const tokenizers::Tokenizer& tokenizer,
                                          const data::ExampleBuilder& builder, data::RecordReader& reader,
                                          const GenerationConfig& config, const c10::Device& device,
-                                         const std::string& data_path);
+                                         int64_t batch_size, const std::string& data_path);
 
 }  // namespace lorakit::inference

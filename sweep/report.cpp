@@ -120,7 +120,8 @@ void write_report(const fs::path& sweep_dir, const std::string& python, bool qui
   }
   md += "\nFine-tune time is wall time of the training steps; peak memory is the true peak during training (CUDA: the "
         "caching allocator's peak allocated bytes; CPU: the peak resident set of the run); inference is greedy "
-        "generation over the recipe's `inference.prompts` with the adapter.\n";
+        "generation over the recipe's `inference.prompts` with the adapter, `inference.batch_size` prompts at a time "
+        "(seconds per prompt: a batch's time divided by its prompts).\n";
   if (!notes.empty()) md += "\n" + notes;
   write_text_atomically(sweep_dir / "report.csv", csv);
   // Plots from metrics.h5 and report.csv through matplotlib.

@@ -11,6 +11,7 @@
 #include "checkpoints/peft_adapter.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "device/cuda.h"
 #include "device/dtype.h"
 #include "device/memory.h"
 #include "inference/generate.h"
@@ -65,7 +66,7 @@ void write_json(const fs::path& path, const json& value) { write_text_atomically
 json measure_inference(const Recipe& recipe, const fs::path& run_dir) {
   json out = {{"prompts", json::array()}};
   if (recipe.inference.prompts.empty()) return out;
-  const c10::Device device(recipe.train.device);
+  const c10::Device device = resolve_device(recipe.train.device, "train.device", "--device cpu");
   const auto tokenizer = tokenizers::load_tokenizer(recipe.model.path);
   auto model = load_hf_model(recipe.model.path, {parse_dtype(recipe.model.dtype, "model.dtype"), device});
   apply_peft_adapter(*model, run_dir / "adapter");
@@ -75,13 +76,22 @@ json measure_inference(const Recipe& recipe, const fs::path& run_dir) {
   reset_peak_memory(device);
   double seconds = 0, peak = 0;
   int64_t tokens = 0;
-  for (const std::string& prompt : recipe.inference.prompts) {
-    const auto g = inference::generate(*model, &tokenizer, tokenizer.encode(prompt, true), config, device);
-    seconds += g.seconds;
-    tokens += static_cast<int64_t>(g.new_ids.size());
-    peak = std::max(peak, g.peak_memory_bytes);
-    out["prompts"].push_back({{"prompt", prompt}, {"text", g.text}, {"new_tokens", g.new_ids.size()}, {"seconds", g.seconds}});
+  const auto& prompts = recipe.inference.prompts;
+  const auto batch = static_cast<size_t>(std::max<int64_t>(recipe.inference.batch_size, 1));
+  for (size_t start = 0; start < prompts.size(); start += batch) {
+    std::vector<std::vector<int32_t>> ids;
+    for (size_t i = start; i < std::min(prompts.size(), start + batch); ++i) ids.push_back(tokenizer.encode(prompts[i], true));
+    const auto generations = inference::generate_batch(*model, &tokenizer, ids, config, device);
+    for (size_t i = 0; i < generations.size(); ++i) {
+      const auto& g = generations[i];
+      seconds += g.seconds;
+      tokens += static_cast<int64_t>(g.new_ids.size());
+      peak = std::max(peak, g.peak_memory_bytes);
+      out["prompts"].push_back(
+          {{"prompt", prompts[start + i]}, {"text", g.text}, {"new_tokens", g.new_ids.size()}, {"seconds", g.seconds}});
+    }
   }
+  out["batch_size"] = batch;
   out["seconds_per_prompt"] = seconds / static_cast<double>(recipe.inference.prompts.size());
   out["tokens_per_s"] = seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0;
   out["peak_memory_bytes"] = peak;
@@ -96,7 +106,10 @@ SweepResult run_sweep(const std::string& recipe_path, const SweepOptions& option
   if (grids.empty()) fail("sweep: give at least one --grid section.key=value1,value2");
   SweepResult result;
   result.dir = options.out.empty() ? fs::path("runs") / ("sweep-" + fs::path(recipe_path).stem().string()) : fs::path(options.out);
-  const Recipe base = trainer::load_recipe(recipe_path, options.sets);  // a broken recipe stops here, before any run
+  std::vector<std::string> common = options.sets;
+  if (!options.device.empty()) common.push_back("train.device=" + options.device);
+  if (!options.dtype.empty()) common.push_back("model.dtype=" + options.dtype);
+  const Recipe base = trainer::load_recipe(recipe_path, common);  // a broken recipe stops here, before any run
   fs::create_directories(result.dir);
 
   // The cross product, first grid outermost.
@@ -118,7 +131,7 @@ SweepResult run_sweep(const std::string& recipe_path, const SweepOptions& option
   for (size_t i = 0; i < combinations.size(); ++i) {
     const auto& combination = combinations[i];
     std::string name;
-    std::vector<std::string> sets = options.sets;
+    std::vector<std::string> sets = common;
     json grid = json::object();
     int64_t rank = base.lora.r;
     for (const auto& [key, value] : combination) {

@@ -15,6 +15,7 @@ struct SweepOptions {
   std::vector<std::string> grids;  // "lora.r=16,32,64", "model.path=A,B"
   std::vector<std::string> sets;   // "train.max_steps=100"
   std::string out;                 // the sweep directory (default: runs/sweep-<recipe name>)
+  std::string device, dtype;       // non-empty: train.device / model.dtype of every run
   double alpha_per_rank = 0;       // > 0: lora.lora_alpha = alpha_per_rank * r
   std::string python;              // for the plots
   bool quiet = false;

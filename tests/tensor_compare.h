@@ -17,8 +17,8 @@ struct Comparison {
 
 inline Comparison compare(const at::Tensor& actual_in, const at::Tensor& expected_in, double atol) {
   Comparison c;
-  at::Tensor actual = actual_in.detach().to(at::kDouble).contiguous();
-  at::Tensor expected = expected_in.detach().to(at::kDouble).contiguous();
+  at::Tensor actual = actual_in.detach().to(at::kCPU, at::kDouble).contiguous();
+  at::Tensor expected = expected_in.detach().to(at::kCPU, at::kDouble).contiguous();
   if (actual.sizes() != expected.sizes()) {
     c.first_mismatch = fmt::format("shape {} vs expected {}", fmt::join(actual.sizes(), "x"), fmt::join(expected.sizes(), "x"));
     c.max_abs = INFINITY;

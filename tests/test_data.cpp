@@ -158,6 +158,29 @@ TEST(EvalCommand, LossEqualsTransformers) {
   }
 }
 
+// Batched evaluation (rows padded to the longest of each batch) gives the loss of one row at a time.
+TEST(EvalCommand, BatchedLossEqualsOneRowAtATime) {
+  ASSERT_FALSE(expected().is_null());
+  int visited = 0;
+  for (const auto& c : expected()["cases"]) {
+    std::string args = fmt::format("eval --model '{}' --data '{}' --json --device cpu", expected()["model"].get<std::string>(),
+                                   c.contains("file") ? expected()["jsonl"].get<std::string>() : expected()["csv"].get<std::string>());
+    for (const auto& a : c["args"]) args += " '" + a.get<std::string>() + "'";
+    const auto one = run(args + " --batch-size 1"), eight = run(args + " --batch-size 8");
+    ASSERT_EQ(one.exit_code, 0) << one.output;
+    ASSERT_EQ(eight.exit_code, 0) << eight.output;
+    const json a = json::parse(one.output), b = json::parse(eight.output);
+    const double rel = std::abs(a["loss"].get<double>() - b["loss"].get<double>()) / a["loss"].get<double>();
+    EXPECT_LE(rel, 1e-6) << c["name"] << ": batch 1 " << a["loss"] << ", batch 8 " << b["loss"];
+    EXPECT_EQ(a["tokens"], b["tokens"]);
+    EXPECT_EQ(a["examples"], b["examples"]);
+    std::printf("%s: batch 1 %.9f, batch 8 %.9f (relative %.1e)\n", c["name"].get<std::string>().c_str(),
+                a["loss"].get<double>(), b["loss"].get<double>(), rel);
+    ++visited;
+  }
+  EXPECT_EQ(visited, 3);
+}
+
 TEST(Records, CsvQuotingLineEndingsAndBom) {
   const auto path = scratch_file("ok.csv",
                                  "\xEF\xBB\xBFid,text,note\r\n"

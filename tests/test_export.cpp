@@ -107,8 +107,8 @@ TEST(Export, MergedModelsLoadInTransformersWithTheUnmergedLogits) {
     const at::Tensor unmerged = SafetensorsFile(dir / "reference.safetensors").tensor("logits");  // PEFT's, fp32
     for (const auto& [dtype, tolerance] : std::vector<std::pair<std::string, double>>{{"fp32", 1e-4}, {"bf16", 3e-2}}) {
       const fs::path out = scratch(name + "-" + dtype);
-      const auto r = run(fmt::format("merge --model '{}' --adapter '{}' --out '{}' --dtype {}", (dir / "base").string(),
-                                     (dir / "adapter").string(), out.string(), dtype));
+      const auto r = run(fmt::format("merge --model '{}' --adapter '{}' --out '{}' --dtype {} --device {}", (dir / "base").string(),
+                                     (dir / "adapter").string(), out.string(), dtype, lorakit::testing::test_device()));
       ASSERT_EQ(r.exit_code, 0) << r.output;
       EXPECT_CONTAINS(r.output, "largest weight change");
       const fs::path logits = out.parent_path() / (name + "-" + dtype + ".safetensors");
@@ -198,7 +198,8 @@ TEST(Export, GreedyGenerationMatchesTransformers) {
       const auto report = check(fmt::format("generate --base '{}' {} --inputs '{}' --max-new-tokens 16", (dir / "base").string(),
                                             with_adapter ? "--adapter '" + (dir / "adapter").string() + "'" : "",
                                             inputs.string()));
-      auto model = load_hf_model(dir / "base", {at::kFloat, at::kCPU});
+      const c10::Device device(lorakit::testing::test_device());
+      auto model = load_hf_model(dir / "base", {at::kFloat, device});
       std::optional<lora::LoraModel> lora;
       if (with_adapter) {
         lora = lora::inject_lora(*model, read_peft_adapter_config(dir / "adapter"), 0);
@@ -210,7 +211,7 @@ TEST(Export, GreedyGenerationMatchesTransformers) {
       config.eos_token_ids = inference::model_eos_ids(dir / "base", nullptr);
       std::vector<int32_t> ids;
       for (int64_t i = 0; i < prompt.size(1); ++i) ids.push_back(static_cast<int32_t>(prompt[0][i].item<int64_t>()));
-      const auto g = inference::generate(*model, nullptr, ids, config, at::kCPU);
+      const auto g = inference::generate(*model, nullptr, ids, config, device);
       EXPECT_EQ(g.new_ids, report["new_ids"].get<std::vector<int32_t>>()) << (with_adapter ? "with adapter" : "base");
       std::printf("%s %s: %zu greedy tokens identical to transformers.generate\n", name.c_str(),
                   with_adapter ? "+ adapter" : "base", g.new_ids.size());
@@ -226,11 +227,12 @@ TEST(Generation, BatchedGreedyEqualsOneAtATime) {
   for (const char* parity : {"exaone4_sliding_hybrid", "exaone4_gqa1_tied_llama3", "gpt_neox_rot025_parallel"})
     dirs.push_back(fs::path(lorakit::testing::parity_dir()) / parity);
   int visited = 0;
+  const c10::Device device(lorakit::testing::test_device());
   for (const fs::path& dir : dirs) {
     ASSERT_TRUE(fs::exists(dir / "config.json")) << dir;
     for (const bool with_adapter : {false, true}) {
       SCOPED_TRACE(dir.string() + (with_adapter ? " + adapter" : ""));
-      auto model = load_hf_model(dir, {at::kFloat, at::kCPU});
+      auto model = load_hf_model(dir, {at::kFloat, device});
       std::optional<lora::LoraModel> lora;
       if (with_adapter) {
         if (!fs::exists(dir.parent_path() / "adapter")) continue;
@@ -246,10 +248,10 @@ TEST(Generation, BatchedGreedyEqualsOneAtATime) {
         prompts.emplace_back();
         for (int64_t i = 0; i < length; ++i) prompts.back().push_back(static_cast<int32_t>(ids[i].item<int64_t>()));
       }
-      const auto batched = inference::generate_batch(*model, nullptr, prompts, config, at::kCPU);
+      const auto batched = inference::generate_batch(*model, nullptr, prompts, config, device);
       ASSERT_EQ(batched.size(), prompts.size());
       for (size_t i = 0; i < prompts.size(); ++i) {
-        const auto alone = inference::generate(*model, nullptr, prompts[i], config, at::kCPU);
+        const auto alone = inference::generate(*model, nullptr, prompts[i], config, device);
         EXPECT_EQ(batched[i].new_ids, alone.new_ids) << "prompt " << i << " of " << prompts[i].size() << " tokens";
       }
       ++visited;

@@ -41,15 +41,16 @@ TEST(Lora, ForwardAndGradientsMatchPeft) {
     const std::string name = c["name"];
     SCOPED_TRACE(name);
     const fs::path dir = oracle_dir() / name;
-    auto model = load_hf_model(dir / "base", {at::kFloat, at::kCPU});
+    const c10::Device device(lorakit::testing::test_device());
+    auto model = load_hf_model(dir / "base", {at::kFloat, device});
     auto lora = lora::inject_lora(*model, read_peft_adapter_config(dir / "adapter"), 0);
     load_peft_adapter_weights(dir / "adapter", lora);
     EXPECT_EQ(lora.trainable_parameters, c["trainable"].get<int64_t>());
     EXPECT_EQ(lora.all_parameters, c["all"].get<int64_t>());
 
     const SafetensorsFile ref(dir / "reference.safetensors");
-    const at::Tensor logits = model->forward(ref.tensor("input_ids"), ref.tensor("attention_mask"));
-    const at::Tensor loss = causal_lm_loss(logits, ref.tensor("labels"));
+    const at::Tensor logits = model->forward(ref.tensor("input_ids").to(device), ref.tensor("attention_mask").to(device));
+    const at::Tensor loss = causal_lm_loss(logits, ref.tensor("labels").to(device));
     loss.backward();
     const auto logits_cmp = compare(logits, ref.tensor("logits"), 1e-5);
     EXPECT_TRUE(logits_cmp.ok()) << "logits: " << logits_cmp.first_mismatch;
@@ -65,7 +66,7 @@ TEST(Lora, ForwardAndGradientsMatchPeft) {
       worst = std::max(worst, grad_cmp.max_abs);
       ++grads;
     }
-    std::printf("%s: logits %.2e, loss %.2e, %zu LoRA gradients max %.2e; %s\n", name.c_str(), logits_cmp.max_abs,
+    std::printf("%s %s: logits %.2e, loss %.2e, %zu LoRA gradients max %.2e; %s\n", device.str().c_str(), name.c_str(), logits_cmp.max_abs,
                 loss_cmp.max_abs, grads, worst, lora.trainable_line().c_str());
   }
 }

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/tensor_compare.h"
+#include "tests/test_paths.h"
 #include "trainer/optimizer.h"
 
 using namespace lorakit;
@@ -22,13 +23,16 @@ std::vector<at::Tensor> make_params(uint64_t seed) {
 
 void set_grads(std::vector<at::Tensor>& params, int step) {
   at::manual_seed(100 + step);
-  for (auto& p : params) p.mutable_grad() = at::randn(p.sizes()) * (step + 1);
+  for (auto& p : params) p.mutable_grad() = (at::randn(p.sizes()) * (step + 1)).to(p.device());
 }
 
 }  // namespace
 
 TEST(Optimizer, FusedAdamWEqualsForeach) {
   auto a = make_params(1), b = make_params(1);
+  if (lorakit::testing::on_cuda())  // on the GPU machine: the CUDA fused kernel against _foreach_ there
+    for (auto* list : {&a, &b})
+      for (auto& p : *list) p = p.detach().to(at::Device(lorakit::testing::test_device())).requires_grad_(true);
   trainer::AdamW foreach{0.9, 0.95, 1e-8, 0.01, false}, fused{0.9, 0.95, 1e-8, 0.01, true};
   for (int step = 0; step < 6; ++step) {
     set_grads(a, step);

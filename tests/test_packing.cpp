@@ -48,10 +48,11 @@ std::vector<data::Example> make_examples(const std::vector<int64_t>& lengths, in
   return out;
 }
 
-Outcome run_batch(CausalLM& model, lora::LoraModel& lora, const data::Batch& batch, bool drop_sequence_ids) {
+Outcome run_batch(CausalLM& model, lora::LoraModel& lora, const data::Batch& batch, bool drop_sequence_ids,
+                  const c10::Device& device) {
   for (auto& [name, p] : lora.named_parameters())
     if (p.grad().defined()) p.mutable_grad().zero_();
-  DeviceBatch x = to_device(batch, at::kCPU);
+  DeviceBatch x = to_device(batch, device);
   if (drop_sequence_ids) x.layout.sequence_ids = at::Tensor();
   const at::Tensor sum = loss_and_backward(model, x.input_ids, x.layout, x.labels, 1.0, 0);
   Outcome out{sum.item<double>(), batch.loss_tokens, {}};
@@ -70,7 +71,8 @@ TEST(Packing, PackedBatchesEqualUnpackedForEveryArchitecture) {
   for (const auto& c : manifest["cases"]) {
     const std::string name = c["name"];
     SCOPED_TRACE(name);
-    auto model = load_hf_model(parity / name, {at::kFloat, at::kCPU});
+    const c10::Device device(lorakit::testing::test_device());
+    auto model = load_hf_model(parity / name, {at::kFloat, device});
     lora::LoraConfig config;
     config.r = 4;
     config.lora_alpha = 8;
@@ -90,8 +92,8 @@ TEST(Packing, PackedBatchesEqualUnpackedForEveryArchitecture) {
     ASSERT_EQ(packed.rows, 3);
     ASSERT_EQ(unpacked.rows, 8);
 
-    const Outcome a = run_batch(*model, lora, unpacked, false);
-    const Outcome b = run_batch(*model, lora, packed, false);
+    const Outcome a = run_batch(*model, lora, unpacked, false, device);
+    const Outcome b = run_batch(*model, lora, packed, false, device);
     EXPECT_EQ(a.loss_tokens, b.loss_tokens);
     EXPECT_NEAR(b.loss_sum, a.loss_sum, 1e-5 * std::abs(a.loss_sum));
     double worst = 0;
@@ -102,7 +104,7 @@ TEST(Packing, PackedBatchesEqualUnpackedForEveryArchitecture) {
       worst = std::max(worst, cmp.max_abs / scale);
     }
     // Without the block-diagonal mask, later examples of a row attend to earlier ones: other gradients.
-    const Outcome leaky = run_batch(*model, lora, packed, true);
+    const Outcome leaky = run_batch(*model, lora, packed, true, device);
     double leak = 0;
     for (size_t i = 0; i < a.grads.size(); ++i)
       leak = std::max(leak, (leaky.grads[i] - a.grads[i]).abs().max().item<double>() /

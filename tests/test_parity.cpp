@@ -65,9 +65,11 @@ TEST_F(Parity, LogitsLossAndInputGradientsMatchTransformers) {
     SCOPED_TRACE(name);
     fs::path dir = parity_dir() / name;
     lorakit::SafetensorsFile ref(dir / "reference.safetensors");
-    at::Tensor input_ids = ref.tensor("input_ids"), mask = ref.tensor("attention_mask"), labels = ref.tensor("labels");
+    const c10::Device device(lorakit::testing::test_device());
+    at::Tensor input_ids = ref.tensor("input_ids").to(device), mask = ref.tensor("attention_mask").to(device),
+               labels = ref.tensor("labels").to(device);
 
-    auto model = lorakit::load_hf_model(dir, {at::kFloat, at::kCPU});
+    auto model = lorakit::load_hf_model(dir, {at::kFloat, device});
     EXPECT_EQ(model->num_parameters(), c["num_parameters"].get<int64_t>()) << "parameter count differs from transformers'";
 
     at::Tensor embeds = model->embed(input_ids).detach().requires_grad_(true);  // (B, T, C)
@@ -82,7 +84,7 @@ TEST_F(Parity, LogitsLossAndInputGradientsMatchTransformers) {
     auto grad_cmp = compare(embeds.grad(), ref.tensor("embeds_grad"), kGradAtolF32);
     EXPECT_TRUE(grad_cmp.ok()) << "d loss / d inputs_embeds: max abs diff " << grad_cmp.max_abs << "; " << grad_cmp.first_mismatch;
 
-    auto model_bf16 = lorakit::load_hf_model(dir, {at::kBFloat16, at::kCPU});
+    auto model_bf16 = lorakit::load_hf_model(dir, {at::kBFloat16, device});
     at::Tensor logits_bf16;
     {
       c10::NoGradGuard no_grad;
@@ -91,7 +93,7 @@ TEST_F(Parity, LogitsLossAndInputGradientsMatchTransformers) {
     EXPECT_EQ(logits_bf16.scalar_type(), at::kBFloat16);
     auto bf16_cmp = compare(logits_bf16, ref.tensor("logits_bf16"), kLogitsAtolBF16);
     EXPECT_TRUE(bf16_cmp.ok()) << "bf16 logits: max abs diff " << bf16_cmp.max_abs << "; " << bf16_cmp.first_mismatch;
-    std::printf("%-28s fp32 logits %.2e  loss %.2e  grad %.2e  | bf16 logits %.2e\n", name.c_str(), logits_cmp.max_abs,
+    std::printf("%s %-28s fp32 logits %.2e  loss %.2e  grad %.2e  | bf16 logits %.2e\n", device.str().c_str(), name.c_str(), logits_cmp.max_abs,
                 loss_cmp.max_abs, grad_cmp.max_abs, bf16_cmp.max_abs);
     ++visited;
   }

@@ -15,5 +15,9 @@ inline std::string parity_dir() { return path_from_env("LORAKIT_PARITY_DIR", LOR
 inline std::string lorakit_bin() { return path_from_env("LORAKIT_BIN", LORAKIT_BIN_DEFAULT); }
 inline std::string venv_python() { return path_from_env("LORAKIT_PYTHON", LORAKIT_PYTHON_DEFAULT); }
 inline std::string shared_dir() { return path_from_env("LORAKIT_SHARED", LORAKIT_SHARED_DEFAULT); }
+// Where the device-aware tests (ctest label `gpu`, scripts/gpu_check.sh) put their tensors: "cpu"
+// unless LORAKIT_TEST_DEVICE says "cuda".
+inline std::string test_device() { return path_from_env("LORAKIT_TEST_DEVICE", "cpu"); }
+inline bool on_cuda() { return test_device().starts_with("cuda"); }
 
 }  // namespace lorakit::testing

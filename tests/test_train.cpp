@@ -43,9 +43,12 @@ std::vector<double> losses_of(const fs::path& run_dir) {
   return out;
 }
 
+// On the GPU machine (LORAKIT_TEST_DEVICE=cuda) the runs go to the GPU.
+std::string device_set() { return fmt::format("--set train.device={}", lorakit::testing::test_device()); }
+
 std::string train_args(const fs::path& run_dir, const std::string& extra = "") {
-  return fmt::format("train '{}' --adapter '{}' --set output.dir='{}' {}", (oracle_dir() / "recipe.yaml").string(),
-                     (oracle_dir() / "init_adapter").string(), run_dir.string(), extra);
+  return fmt::format("train '{}' --adapter '{}' --set output.dir='{}' {} {}", (oracle_dir() / "recipe.yaml").string(),
+                     (oracle_dir() / "init_adapter").string(), run_dir.string(), device_set(), extra);
 }
 
 fs::path scratch(const std::string& name) {
@@ -126,7 +129,7 @@ TEST(Train, KilledAfterACheckpointResumesIdentically) {
   std::vector<std::string> args = {"train", (oracle_dir() / "recipe.yaml").string(), "--adapter",
                                    (oracle_dir() / "init_adapter").string(), "--set", "output.dir=" + killed.string(),
                                    "--set", "train.max_steps=40", "--set", "train.num_train_epochs=10", "--set",
-                                   "train.save_steps=3"};
+                                   "train.save_steps=3", "--set", "train.device=" + lorakit::testing::test_device()};
   pid_t pid = spawn(args);
   ASSERT_TRUE(wait_for(killed / "checkpoints" / "step-6", pid, 60));
   ::kill(pid, SIGKILL);

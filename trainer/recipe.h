@@ -94,12 +94,14 @@ void visit_fields(OutputSection& c, Visitor&& v) {
 struct InferenceSection {
   std::vector<std::string> prompts;
   int64_t max_new_tokens = 32;
+  int64_t batch_size = 8;  // prompts generated together (left padded)
 };
 
 template <typename Visitor>
 void visit_fields(InferenceSection& c, Visitor&& v) {
   v("prompts", c.prompts, "prompts generated with the trained adapter (greedy) to measure inference time and memory");
   v("max_new_tokens", c.max_new_tokens, "tokens generated per prompt");
+  v("batch_size", c.batch_size, "prompts generated together; seconds per prompt is the batch's time / its prompts (1: one at a time)");
 }
 
 struct Recipe {
