@@ -59,10 +59,11 @@ ExampleBuilder::ExampleBuilder(const tokenizers::Tokenizer& tokenizer, DataConfi
          config_.validation_value);
   if (config_.validation_fraction < 0 || config_.validation_fraction >= 1)
     fail("{}: validation_fraction {} must be in [0, 1)", where_, config_.validation_fraction);
-  const int formats = !config_.text_column.empty() + !config_.prompt_template.empty() + !config_.messages_column.empty();
+  const int formats = !config_.text_column.empty() + !config_.prompt_template.empty() + !config_.messages_column.empty() +
+                      !config_.ids_column.empty();
   if (formats != 1)
-    fail("{}: choose exactly one data format: a text column, a prompt template with a response column, or a "
-         "messages column", where_);
+    fail("{}: choose exactly one data format: a text column, a prompt template with a response column, a "
+         "messages column or an ids column", where_);
   if (!config_.prompt_template.empty()) {
     if (config_.response_column.empty())
       fail("{}: a prompt template needs a response column (the text the model learns to write)", where_);
@@ -142,7 +143,19 @@ std::optional<Example> ExampleBuilder::build(const Record& record, const std::st
   if (!selects(record, path, skip_reason)) return std::nullopt;
   Example example;
   example.line = record.line;
-  if (!config_.text_column.empty()) {
+  if (!config_.ids_column.empty()) {
+    const nlohmann::json& ids = column(record, path, config_.ids_column);
+    if (!ids.is_array())
+      fail("{}:{}: column '{}' must be a list of token ids, found {}", path, record.line, config_.ids_column, ids.type_name());
+    std::vector<int32_t> tokens;
+    for (const auto& id : ids) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
+        fail("{}:{}: column '{}': {} is not a token id (a non-negative integer)", path, record.line, config_.ids_column,
+             id.dump());
+      tokens.push_back(id.get<int32_t>());
+    }
+    append(example, tokens, true);
+  } else if (!config_.text_column.empty()) {
     const std::string text = text_column(record, path, config_.text_column);
     if (text.empty()) {
       skip_reason = "empty text";

@@ -26,6 +26,7 @@ struct DataConfig {
   std::string prompt_template;  // "### 질문: {input}\n### 답변: ", with response_column
   std::string response_column;
   std::string messages_column;  // [{"role", "content"}, ...] rendered with the chat template
+  std::string ids_column;       // JSONL: pre-tokenized rows, a list of token ids; every token is trained
   bool train_on_prompt = false;
   bool add_eos = true;            // text and prompt/response formats
   std::string eos_token;          // overrides the tokenizer's eos_token (e.g. "<|endoftext|>")
@@ -53,6 +54,7 @@ void visit_fields(DataConfig& c, Visitor&& v) {
   v("prompt_template", c.prompt_template, "prompt with {column} fields, e.g. \"### 질문: {input}\\n### 답변: \"");
   v("response_column", c.response_column, "column the model learns to write after the prompt");
   v("messages_column", c.messages_column, "column of chat messages, rendered with the model's chat template");
+  v("ids_column", c.ids_column, "JSONL column of token ids (pre-tokenized rows); every token is trained, nothing appended");
   v("train_on_prompt", c.train_on_prompt, "take the loss on prompt (non-assistant) tokens too");
   v("add_eos", c.add_eos, "append the EOS token to each response");
   v("eos_token", c.eos_token, "EOS token to append (default: the tokenizer's eos_token)");

@@ -90,6 +90,12 @@ void check_dtype_on_device(c10::ScalarType dtype, const c10::Device& device, con
          "hint: use fp16 (trained with dynamic loss scaling) or fp32", setting, device.str(), d.name, d.major, d.minor);
 }
 
+void enable_sync_debug_if_asked(const c10::Device& device) {
+  const char* asked = std::getenv("LORAKIT_SYNC_DEBUG");
+  if (device.is_cuda() && asked && std::string(asked) == "1")
+    c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_WARN);
+}
+
 void check_memory_cap(uint64_t bytes, const c10::Device& device, const std::string& setting) {
   if (!device.is_cuda()) fail("{} applies to device cuda, not {}", setting, device.str());
   const CudaDeviceInfo& d = info_of(device);

@@ -31,6 +31,10 @@ c10::Device resolve_device(const std::string& name, const std::string& setting, 
 // bf16 needs compute capability 8.0 (Ampere) or newer; fp16 and fp32 run everywhere.
 void check_dtype_on_device(c10::ScalarType dtype, const c10::Device& device, const std::string& setting);
 
+// With LORAKIT_SYNC_DEBUG=1 in the environment, every synchronising CUDA call warns (the CUDA sync
+// debug mode), so a run's log counts its host synchronisations (scripts/gpu_check.sh).
+void enable_sync_debug_if_asked(const c10::Device& device);
+
 // A memory cap (train.max_vram) must fit the device.
 void check_memory_cap(uint64_t bytes, const c10::Device& device, const std::string& setting);
 

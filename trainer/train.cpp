@@ -68,6 +68,7 @@ std::pair<at::Device, at::ScalarType> prepare_device(const Recipe& recipe) {
     cap_cuda_memory(device, cap);
   }
   reset_peak_memory(device);
+  enable_sync_debug_if_asked(device);
   return {device, dtype};
 }
 
