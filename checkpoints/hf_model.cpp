@@ -143,7 +143,7 @@ std::unique_ptr<CausalLM> load_hf_model(const fs::path& dir, const LoadOptions& 
     Filler(const FileIndex& i, const LoadOptions& o) : index(i), options(o) {}
     void tensor(const std::string& name, at::Tensor& slot, const std::vector<int64_t>&) override {
       const auto& [file, entry] = index.entries.at(name);
-      slot = file->tensor(name).to(options.device, options.dtype);
+      slot = file->read(name, options.dtype, options.device);
     }
   } filler(index, options);
   model->visit(filler);

@@ -11,6 +11,7 @@
 #include <set>
 
 #include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -222,14 +223,48 @@ const SafetensorsEntry* SafetensorsFile::find(const std::string& name) const {
   return it == index_.end() ? nullptr : &entries_[it->second];
 }
 
+namespace {
+
+// Lets the kernel drop the mapped pages of [begin, begin + bytes): the copy made from them is ours.
+// The mapping is private and read-only, so a later read faults the same bytes back in from the file;
+// a checkpoint converted tensor by tensor (bf16 -> fp32) then never holds the file's pages and the
+// converted model at once.
+void release_pages(const uint8_t* begin, uint64_t bytes) {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t first = reinterpret_cast<uintptr_t>(begin) & ~(page - 1);
+  ::madvise(reinterpret_cast<void*>(first), reinterpret_cast<uintptr_t>(begin) + bytes - first, MADV_DONTNEED);
+}
+
+}  // namespace
+
+at::ScalarType SafetensorsFile::torch_type(const SafetensorsEntry& e, const std::string& name) const {
+  at::ScalarType type;
+  if (!safetensors_dtype_to_torch(e.dtype, &type))
+    fail("{}: tensor '{}': dtype {} has no LibTorch equivalent", path_.string(), name, e.dtype);
+  return type;
+}
+
 at::Tensor SafetensorsFile::tensor(const std::string& name) const {
   const SafetensorsEntry* e = find(name);
   if (!e) fail("{}: no tensor named '{}'", path_.string(), name);
-  at::ScalarType type;
-  if (!safetensors_dtype_to_torch(e->dtype, &type))
-    fail("{}: tensor '{}': dtype {} has no LibTorch equivalent", path_.string(), name, e->dtype);
-  at::Tensor out = at::empty(e->shape, at::TensorOptions().dtype(type));
-  if (e->end > e->begin) std::memcpy(out.data_ptr(), data_ + data_start_ + e->begin, e->end - e->begin);
+  at::Tensor out = at::empty(e->shape, at::TensorOptions().dtype(torch_type(*e, name)));
+  if (e->end > e->begin) {
+    const uint8_t* begin = data_ + data_start_ + e->begin;
+    std::memcpy(out.data_ptr(), begin, e->end - e->begin);
+    release_pages(begin, e->end - e->begin);
+  }
+  return out;
+}
+
+at::Tensor SafetensorsFile::read(const std::string& name, at::ScalarType dtype, const c10::Device& device) const {
+  const SafetensorsEntry* e = find(name);
+  if (!e) fail("{}: no tensor named '{}'", path_.string(), name);
+  const at::ScalarType type = torch_type(*e, name);
+  if (e->end == e->begin) return at::empty(e->shape, at::TensorOptions().dtype(dtype).device(device));
+  const uint8_t* begin = data_ + data_start_ + e->begin;
+  const at::Tensor mapped = at::from_blob(const_cast<uint8_t*>(begin), e->shape, at::TensorOptions().dtype(type));
+  at::Tensor out = mapped.to(device, dtype, /*non_blocking=*/false, /*copy=*/true);
+  release_pages(begin, e->end - e->begin);
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 namespace lorakit {
 
@@ -38,6 +39,9 @@ class SafetensorsFile {
 
   // A copy of the tensor's bytes as a CPU tensor of its own dtype.
   at::Tensor tensor(const std::string& name) const;
+  // The tensor converted straight from the mapping to `dtype` on `device` (no intermediate copy in
+  // the file's dtype); the mapped pages are released afterwards.
+  at::Tensor read(const std::string& name, at::ScalarType dtype, const c10::Device& device) const;
 
  private:
   std::filesystem::path path_;
@@ -47,6 +51,8 @@ class SafetensorsFile {
   std::vector<SafetensorsEntry> entries_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
+
+  at::ScalarType torch_type(const SafetensorsEntry& e, const std::string& name) const;
 };
 
 // safetensors dtype string <-> LibTorch; bits per element (F6/F4 are sub-byte).

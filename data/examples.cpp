@@ -82,7 +82,7 @@ ExampleBuilder::ExampleBuilder(const tokenizers::Tokenizer& tokenizer, DataConfi
     eos_ = tokenizer.token_to_id(config_.eos_token);
     if (!eos_) fail("{}: eos token '{}' is not in the tokenizer's vocabulary ({})", where_, config_.eos_token, tokenizer.source());
   }
-  const bool wants_eos = config_.add_eos && config_.messages_column.empty();
+  const bool wants_eos = config_.add_eos && config_.messages_column.empty() && config_.ids_column.empty();
   if (wants_eos && !eos_)
     fail("{}: the tokenizer ({}) names no eos_token to append; hint: name it (--eos-token '<|endoftext|>'), "
          "turn it off (--no-eos), or add eos_token to tokenizer_config.json", where_, tokenizer.source());

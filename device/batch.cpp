@@ -7,8 +7,11 @@
 namespace lorakit {
 
 DeviceBatch to_device(const data::Batch& b, const c10::Device& device) {
+  // To CUDA through pinned memory and a non-blocking copy: a copy from pageable memory would wait
+  // for the stream, a host synchronisation per micro-batch.
   const auto to = [&](const std::vector<int32_t>& v) {
-    return at::from_blob(const_cast<int32_t*>(v.data()), {b.rows, b.cols}, at::kInt).to(device, at::kLong);  // (B, T)
+    const at::Tensor host = at::from_blob(const_cast<int32_t*>(v.data()), {b.rows, b.cols}, at::kInt).to(at::kLong);
+    return device.is_cuda() ? host.pin_memory().to(device, /*non_blocking=*/true) : host;  // (B, T)
   };
   DeviceBatch out{to(b.input_ids), to(b.labels), TokenLayout(to(b.attention_mask))};
   // A packed batch is one whose rows hold more examples than rows.
