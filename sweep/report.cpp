@@ -12,6 +12,7 @@
 #include "core/files.h"
 #include "core/format.h"
 #include "trainer/recipe.h"
+#include "trainer/tensorboard.h"
 
 namespace lorakit::sweep {
 namespace {
@@ -31,6 +32,54 @@ std::string cell(const json& j, const char* key, int precision = 4) {
   if (j[key].is_number_float()) return fmt::format("{:.{}f}", j[key].get<double>(), precision);
   if (j[key].is_string()) return j[key].get<std::string>();
   return j[key].dump();
+}
+
+// TensorBoard's HParams dashboard over the sweep (tensorboard/plugins/hparams/plugin_data.proto and
+// api.proto, the few fields it reads): the sweep directory gets the experiment (each hyperparameter and
+// metric), each finished run a session (its hyperparameters, metric scalars under hparams/, and an
+// end with status success). The files have fixed names and are rewritten whole with every report.
+const std::vector<std::pair<const char*, const char*>> kHparamMetrics = {
+    {"final_loss", "summary"}, {"best_eval_loss", "summary"}, {"peak_memory_bytes", "summary"},
+    {"wall_seconds", "summary"}, {"seconds_per_prompt", "inference"}};
+constexpr const char* kHparamsFile = "events.out.tfevents.hparams.lorakit";
+
+std::string hparams_data(int field, const std::string& message) {
+  using namespace trainer::proto;
+  return varint_field(1, 0) + bytes_field(field, message);  // HParamsPluginData{ version = 1: 0, <field> }
+}
+
+// google.protobuf.Value: number_value = 2 when the text is a number, else string_value = 3.
+std::string proto_value(const std::string& text) {
+  char* end = nullptr;
+  const double number = std::strtod(text.c_str(), &end);
+  if (!text.empty() && end && *end == '\0') return trainer::proto::double_field(2, number);
+  return trainer::proto::bytes_field(3, text);
+}
+
+void write_hparams(const fs::path& sweep_dir, const std::vector<std::pair<fs::path, std::map<std::string, std::string>>>& sessions) {
+  using namespace trainer::proto;
+  std::set<std::string> names;
+  for (const auto& [run, hparams] : sessions)
+    for (const auto& [name, value] : hparams) names.insert(name);
+  std::string experiment;
+  for (const std::string& name : names) experiment += bytes_field(4, bytes_field(1, name));  // HParamInfo{ name = 1 }
+  for (const auto& [metric, source] : kHparamMetrics)                                        // MetricInfo{ name = 1: { tag = 2 } }
+    experiment += bytes_field(5, bytes_field(1, bytes_field(2, std::string("hparams/") + metric)));
+  trainer::EventWriter(sweep_dir, -1, kHparamsFile).plugin_summary("_hparams_/experiment", "hparams", hparams_data(2, experiment));
+  for (const auto& [run, hparams] : sessions) {
+    trainer::EventWriter events(run, -1, kHparamsFile);
+    std::string start;
+    for (const auto& [name, value] : hparams)  // map<string, Value> hparams = 1
+      start += bytes_field(1, bytes_field(1, name) + bytes_field(2, proto_value(value)));
+    events.plugin_summary("_hparams_/session_start_info", "hparams", hparams_data(3, start));
+    const json summary = read_json(run / "summary.json"), inference = read_json(run / "inference.json");
+    const int64_t step = summary.value("steps", 0);
+    for (const auto& [metric, source] : kHparamMetrics) {
+      const json& j = std::string(source) == "summary" ? summary : inference;
+      if (j.contains(metric) && j[metric].is_number()) events.scalar(step, std::string("hparams/") + metric, j[metric].get<double>());
+    }
+    events.plugin_summary("_hparams_/session_end_info", "hparams", hparams_data(4, varint_field(1, 1)));  // STATUS_SUCCESS
+  }
 }
 
 }  // namespace
@@ -59,6 +108,7 @@ void write_report(const fs::path& sweep_dir, const std::string& python, bool qui
         "inference memory | final loss | mean loss | best val loss | status |\n";
   md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   std::map<std::string, std::vector<std::pair<int64_t, double>>> alphas_by_model;  // model -> (r, alpha)
+  std::vector<std::pair<fs::path, std::map<std::string, std::string>>> sessions;   // finished runs' hyperparameters
   std::string samples;
   for (const fs::path& run : runs) {
     const json summary = read_json(run / "summary.json"), inference = read_json(run / "inference.json");
@@ -76,6 +126,13 @@ void write_report(const fs::path& sweep_dir, const std::string& python, bool qui
       }
     }
     const std::string status = failed.is_object() ? "failed" : summary.is_object() && inference.is_object() ? "finished" : "incomplete";
+    if (status == "finished") {
+      std::map<std::string, std::string> hparams = {{"model", model}, {"lora.r", r}, {"lora.lora_alpha", alpha}};
+      const json grid = read_json(run / "sweep.json").value("grid", json::object());
+      for (const auto& [key, value] : grid.items())
+        hparams[key] = key == "model.path" ? fs::path(value.get<std::string>()).filename().string() : value.get<std::string>();
+      sessions.emplace_back(run, hparams);
+    }
     const std::string error = failed.is_object() ? failed.value("error", "") : "";
     const std::vector<std::string> values = {
         run.filename().string(), status, model, cell(summary, "all_params"), r, alpha, scale,
@@ -124,6 +181,7 @@ void write_report(const fs::path& sweep_dir, const std::string& python, bool qui
         "(seconds per prompt: a batch's time divided by its prompts).\n";
   if (!notes.empty()) md += "\n" + notes;
   write_text_atomically(sweep_dir / "report.csv", csv);
+  write_hparams(sweep_dir, sessions);
   // Plots from metrics.h5 and report.csv through matplotlib.
   const std::string command = fmt::format("'{}' '{}' '{}' > '{}' 2>&1", python,
                                           (fs::path(LORAKIT_SOURCE_DIR) / "scripts" / "plot_sweep.py").string(),

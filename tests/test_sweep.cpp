@@ -113,6 +113,27 @@ TEST(Sweep, ThreeRanksReportPlotsAndSkipOnRerun) {
   EXPECT_EQ(fs::last_write_time(dir / "r16" / "summary.json"), stamp);
 }
 
+// The sweep directory is a TensorBoard logdir: tensorboard's HParams plugin data (read with its own
+// protos through EventAccumulator) lists every run's hyperparameters and metrics equal to report.csv.
+TEST(Sweep, TensorBoardHParamsEqualTheReport) {
+  ASSERT_TRUE(fs::exists(oracle_dir() / "recipe.yaml"));
+  const fs::path dir = scratch("hparams");
+  const auto r = run(fmt::format("sweep '{}' --grid lora.r=16,32 --alpha-per-rank 2 --set train.max_steps=3 "
+                                 "--set data.validation_fraction=0.25 --set train.eval_steps=3 {} --out '{}'",
+                                 (oracle_dir() / "recipe.yaml").string(), kPrompts, dir.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto check = lorakit::testing::run_command(fmt::format("{} '{}' sweep '{}'", lorakit::testing::venv_python(),
+                                                               (fs::path(LORAKIT_SOURCE_DIR) / "scripts" / "check_tensorboard.py").string(),
+                                                               dir.string()));
+  ASSERT_EQ(check.exit_code, 0) << check.output;
+  const auto j = nlohmann::json::parse(check.output);
+  EXPECT_EQ(j["sessions"].size(), 2u) << check.output;
+  EXPECT_EQ(j["sessions"]["r32"]["hparams"]["lora.r"], 32.0);
+  EXPECT_EQ(j["sessions"]["r32"]["hparams"]["lora.lora_alpha"], 64.0);
+  EXPECT_EQ(j["metrics"].size(), 5u);
+  std::printf("HParams: %s\n", check.output.c_str());
+}
+
 TEST(Sweep, KilledInTheSecondRunFinishesWithoutRepeatingTheFirst) {
   ASSERT_TRUE(fs::exists(oracle_dir() / "recipe.yaml"));
   const fs::path dir = scratch("killed");

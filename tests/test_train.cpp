@@ -156,6 +156,57 @@ TEST(Train, KilledAfterACheckpointResumesIdentically) {
   expect_same_adapter(stopped / "adapter", whole / "adapter", 0);
 }
 
+// Every run directory is a TensorBoard run: tensorboard's EventAccumulator reads every scalar equal
+// to metrics.csv / metrics.h5 (float32), with the same steps, also after SIGKILL + --resume (the
+// resumed file's SessionLog START drops what the killed run logged past its checkpoint); every
+// record's masked CRCs check out; a file cut inside its last record is read up to the one before.
+TEST(Train, TensorBoardEventsEqualTheMetricsAfterAKillAndResume) {
+  ASSERT_TRUE(fs::exists(oracle_dir() / "expected.json"));
+  const fs::path killed = scratch("tensorboard");
+  const std::string sets = "--set train.max_steps=40 --set train.num_train_epochs=10 --set train.save_steps=5 "
+                           "--set train.save_total_limit=20 --set data.validation_fraction=0.25 --set train.eval_steps=4";
+  const std::vector<std::string> args = {"train", (oracle_dir() / "recipe.yaml").string(), "--adapter",
+                                         (oracle_dir() / "init_adapter").string(), "--set", "output.dir=" + killed.string(),
+                                         "--set", "train.max_steps=40", "--set", "train.num_train_epochs=10", "--set",
+                                         "train.save_steps=5", "--set", "train.save_total_limit=20", "--set",
+                                         "data.validation_fraction=0.25", "--set", "train.eval_steps=4"};
+  pid_t pid = spawn(args);
+  ASSERT_TRUE(wait_for(killed / "checkpoints" / "step-20", pid, 60));
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  // Resume from step 10 while the killed run's event file already holds steps past it (20 or more):
+  // what TensorBoard shows must not count those steps twice.
+  for (const auto& entry : fs::directory_iterator(killed / "checkpoints"))
+    if (entry.path().filename().string() != "step-5" && entry.path().filename().string() != "step-10")
+      fs::remove_all(entry.path());
+  const auto resumed = run(train_args(killed, sets + " --resume"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_CONTAINS(resumed.output, "resuming");
+  EXPECT_CONTAINS(resumed.output, "at step 10");
+  const std::string script = (fs::path(LORAKIT_SOURCE_DIR) / "scripts" / "check_tensorboard.py").string();
+  const auto check = lorakit::testing::run_command(fmt::format("{} '{}' run '{}'", lorakit::testing::venv_python(), script,
+                                                               killed.string()));
+  ASSERT_EQ(check.exit_code, 0) << check.output;
+  const auto j = nlohmann::json::parse(check.output);
+  EXPECT_EQ(j["steps"], 40);
+  EXPECT_EQ(j["eval_steps"], 10);
+  EXPECT_EQ(j["files"], 2) << "the resumed run writes a second event file";
+  EXPECT_EQ(j["scalars_checked"], 40 * 8 + 10);
+  EXPECT_EQ(j["tensor_tags"], nlohmann::json::array({"recipe"}));
+  const auto cut = lorakit::testing::run_command(fmt::format("{} '{}' truncated '{}'", lorakit::testing::venv_python(),
+                                                             script, killed.string()));
+  ASSERT_EQ(cut.exit_code, 0) << cut.output;
+  const auto c = nlohmann::json::parse(cut.output);
+  EXPECT_EQ(c["scalars_truncated"].get<int>(), c["scalars_whole_file"].get<int>() - 1) << cut.output;
+  std::printf("tensorboard: %s\ncut file: %s\n", check.output.c_str(), cut.output.c_str());
+  // report_to none: no event file.
+  const fs::path plain = scratch("no-tensorboard");
+  ASSERT_EQ(run(train_args(plain, "--set 'train.report_to=[none]'")).exit_code, 0);
+  for (const auto& entry : fs::directory_iterator(plain))
+    EXPECT_EQ(entry.path().filename().string().find("tfevents"), std::string::npos) << entry.path();
+}
+
 TEST(Train, MetricsReadableByH5pyWhileRunning) {
   ASSERT_TRUE(fs::exists(oracle_dir() / "expected.json"));
   const fs::path dir = scratch("live");

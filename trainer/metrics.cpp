@@ -1,5 +1,6 @@
 #include "trainer/metrics.h"
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -81,9 +82,10 @@ const std::vector<std::string>& MetricsWriter::columns() {
   return names;
 }
 
-MetricsWriter::MetricsWriter(const fs::path& run_dir, int64_t resume_step)
+MetricsWriter::MetricsWriter(const fs::path& run_dir, int64_t resume_step, bool tensorboard)
     : h5_(run_dir / "metrics.h5"), csv_(run_dir / "metrics.csv") {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors are reported by lorakit, not printed by HDF5
+  if (tensorboard) events_ = std::make_unique<EventWriter>(run_dir, resume_step >= 0 && fs::exists(h5_) ? resume_step : -1);
   if (resume_step >= 0 && fs::exists(h5_)) {
     H5File file(h5_);
     truncate(file.id, "step", columns(), static_cast<double>(resume_step));
@@ -122,12 +124,27 @@ void MetricsWriter::append(const StepMetrics& m) {
   std::string row;
   for (size_t i = 0; i < columns().size(); ++i) row += (i ? "," : "") + fmt::format("{}", values[i]);
   std::ofstream(csv_, std::ios::app) << row << "\n";
+  if (events_) {
+    const auto step = static_cast<int64_t>(m.step);
+    const char* tags[] = {"train/epoch", "train/loss", "train/learning_rate", "train/grad_norm", "train/tokens_per_s",
+                          "train/mem_allocated_bytes", "train/mem_reserved_bytes", "train/mem_peak_bytes"};
+    for (size_t i = 1; i < columns().size(); ++i) events_->scalar(step, tags[i - 1], values[i]);
+    if (m.loss_scale > 0) events_->scalar(step, "train/loss_scale", m.loss_scale);
+  }
+}
+
+void MetricsWriter::recipe_text(const std::string& yaml) {
+  if (events_) events_->text(0, "recipe", "```yaml\n" + yaml + "```");
 }
 
 void MetricsWriter::append_eval(int64_t step, double loss) {
   H5File file(h5_);
   append_value(file.id, "eval/step", static_cast<double>(step));
   append_value(file.id, "eval/loss", loss);
+  if (events_) {
+    events_->scalar(step, "eval/loss", loss);
+    events_->scalar(step, "eval/perplexity", std::exp(loss));
+  }
 }
 
 }  // namespace lorakit::trainer

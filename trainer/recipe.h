@@ -50,6 +50,7 @@ struct TrainSection {
   int64_t logging_steps = 1;
   int64_t save_steps = 0;                   // 0: only the final adapter
   int64_t save_total_limit = 2;             // checkpoints kept
+  std::vector<std::string> report_to = {"tensorboard"};  // tensorboard | none
 };
 
 template <typename Visitor>
@@ -79,6 +80,7 @@ void visit_fields(TrainSection& c, Visitor&& v) {
   v("logging_steps", c.logging_steps, "print a progress line every N steps when not on a terminal");
   v("save_steps", c.save_steps, "save a resumable checkpoint every N steps (0: only at the end)");
   v("save_total_limit", c.save_total_limit, "checkpoints kept (the newest)");
+  v("report_to", c.report_to, "where metrics go besides metrics.h5/csv: [tensorboard] (event files in the run directory) or none");
 }
 
 struct OutputSection {

@@ -46,6 +46,8 @@ void validate(const TrainSection& t) {
   if (t.gradient_accumulation_steps < 1) problems.push_back("train.gradient_accumulation_steps must be >= 1");
   if (t.num_train_epochs < 1 && t.max_steps < 1) problems.push_back("train.num_train_epochs or train.max_steps must be >= 1");
   if (t.learning_rate <= 0) problems.push_back("train.learning_rate must be > 0");
+  for (const auto& r : t.report_to)
+    if (r != "tensorboard" && r != "none") problems.push_back(fmt::format("train.report_to '{}': expected tensorboard or none", r));
   if (t.lr_scheduler_type != "constant" && t.lr_scheduler_type != "linear" && t.lr_scheduler_type != "cosine")
     problems.push_back(fmt::format("train.lr_scheduler_type '{}': expected constant, linear or cosine", t.lr_scheduler_type));
   if (!problems.empty()) {
@@ -257,7 +259,9 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
     fs::create_directories(run_dir);
   }
   write_text_atomically(run_dir / "recipe.yaml", recipe_yaml(recipe));
-  MetricsWriter metrics(run_dir, options.resume ? state.step : -1);
+  const bool tensorboard = std::find(t.report_to.begin(), t.report_to.end(), "tensorboard") != t.report_to.end();
+  MetricsWriter metrics(run_dir, options.resume ? state.step : -1, tensorboard);
+  if (!options.resume) metrics.recipe_text(recipe_yaml(recipe));
 
   // 3. The loop: one optimizer step per iteration.
   const bool fp16 = recipe.model.dtype == "fp16";
@@ -305,7 +309,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
     const double epoch = static_cast<double>(state.cursor.epoch) + static_cast<double>(state.cursor.batch) /
                                                                        static_cast<double>(std::max<int64_t>(plan.batches_per_epoch, 1));
     metrics.append({static_cast<double>(state.step), epoch, loss, lr, grad_norm, tokens / step_seconds, mem.allocated,
-                    mem.reserved, mem.peak});
+                    mem.reserved, mem.peak, fp16 ? state.loss_scale.scale : 0.0});
     const double eta = state.seconds / static_cast<double>(state.step) * static_cast<double>(plan.total_steps - state.step);
     const std::string line = fmt::format(
         "step {}/{} ({:.0f}%) epoch {:.2f} loss {:.4f} lr {:.3g} grad_norm {:.3f} tok/s {} mem {} peak {} elapsed {} ETA {}",
