@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "device/dtype.h"
+#include "models/loss.h"
 
 namespace lorakit::cli {
 

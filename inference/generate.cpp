@@ -58,10 +58,6 @@ int32_t next_token(at::Tensor logits, const std::vector<int32_t>& seen, const Ge
   return static_cast<int32_t>(at::multinomial(probs, 1, false, generator).item<int64_t>());
 }
 
-}  // namespace
-
-namespace {
-
 // One row's progress: its ids so far, its text, and whether it has finished.
 struct Row {
   std::vector<int32_t> seen;

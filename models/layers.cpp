@@ -7,7 +7,6 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
-#include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/gelu.h>
 #include <ATen/ops/layer_norm.h>
 #include <ATen/ops/linear.h>
@@ -158,13 +157,6 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
                        ? at::scaled_dot_product_attention(q, k, v, mask.additive, 0.0, false, scale, gqa)
                        : at::scaled_dot_product_attention(q, k, v, {}, 0.0, mask.causal, scale, gqa);
   return out.transpose(1, 2).reshape({B, T, H * D});  // (B, T, H*D)
-}
-
-at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels) {
-  const int64_t V = logits.size(-1);
-  at::Tensor shift_logits = logits.slice(1, 0, -1).to(at::kFloat).reshape({-1, V});
-  at::Tensor shift_labels = labels.slice(1, 1).reshape({-1}).to(logits.device());
-  return at::cross_entropy_loss(shift_logits, shift_labels, {}, at::Reduction::Mean, /*ignore_index=*/-100);
 }
 
 }  // namespace lorakit

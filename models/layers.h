@@ -1,5 +1,5 @@
 // Building blocks shared by the architectures: the one Linear where adapters act, norms, rotary
-// tables, attention and the causal-LM loss. Numerics mirror transformers' eager path (norm
+// tables and attention (the loss is models/loss.h). Numerics mirror transformers' eager path (norm
 // statistics, rotary tables, softmax and loss in float32; everything else in the model dtype).
 // Shapes: B batch, T tokens, C hidden, H query heads, Hkv key/value heads, D head dim, V vocab.
 #pragma once
@@ -99,9 +99,5 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 // y = block(x), keeping only x for the backward, which reruns the block (activation recompute).
 // `block` must capture what it uses by value. Without grad mode it is a plain call.
 at::Tensor recompute_in_backward(std::function<at::Tensor(const at::Tensor&)> block, const at::Tensor& x);
-
-// transformers' ForCausalLMLoss: position t predicts token t+1, labels -100 ignored, mean over
-// the rest, logits upcast to float32. logits (B, T, V), labels (B, T) int64.
-at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels);
 
 }  // namespace lorakit

@@ -67,4 +67,11 @@ at::Tensor loss_and_backward(const CausalLM& model, const at::Tensor& input_ids,
   return total;
 }
 
+at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels) {
+  const int64_t V = logits.size(-1);
+  at::Tensor shift_logits = logits.slice(1, 0, -1).to(at::kFloat).reshape({-1, V});
+  at::Tensor shift_labels = labels.slice(1, 1).reshape({-1}).to(logits.device());
+  return at::cross_entropy_loss(shift_logits, shift_labels, {}, at::Reduction::Mean, /*ignore_index=*/-100);
+}
+
 }  // namespace lorakit

@@ -26,4 +26,8 @@ at::Tensor loss_sum(const CausalLM& model, const at::Tensor& input_ids, const To
 at::Tensor loss_and_backward(const CausalLM& model, const at::Tensor& input_ids, const TokenLayout& layout,
                              const at::Tensor& labels, double scale, int64_t chunk_tokens);
 
+// transformers' ForCausalLMLoss: position t predicts token t+1, labels -100 ignored, mean over
+// the rest, logits upcast to float32. logits (B, T, V), labels (B, T) int64.
+at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels);
+
 }  // namespace lorakit

@@ -76,7 +76,7 @@ def texts_of(path):
 
 
 def build(work, name, args, shared):
-    """Model directory (random weights, real config and tokenizer), bench.csv (rows of exactly seq
+    """Model directory (random weights, real config and tokenizer), bench.jsonl (rows of exactly seq
     tokens) and rows.csv (the original rows, for packing). Returns facts for the MFU."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -116,8 +116,8 @@ def build(work, name, args, shared):
         ids.extend(tok(text, add_special_tokens=False)["input_ids"])
         if len(ids) >= args.seq * args.batch * (args.steps + 1) and len(rows) >= args.batch * (args.steps + 1):
             break
-    # bench.csv: every row decodes to a text whose ids are exactly the chunk (checked on the lorakit side by
-    # the token count in its metrics); the chunks are cut from the concatenated ids.
+    # The same token ids for both frameworks: chunks of exactly seq ids cut from the concatenated rows,
+    # given to lorakit as pre-tokenized rows (data.ids_column).
     chunks = [ids[i:i + args.seq] for i in range(0, len(ids) - args.seq, args.seq)][: args.batch * args.steps]
     with open(work / f"{name}-bench.jsonl", "w", encoding="utf-8") as f:
         for chunk in chunks:
@@ -130,9 +130,8 @@ def build(work, name, args, shared):
     d = config.num_attention_heads * getattr(config, "head_dim", None) if getattr(config, "head_dim", None) else config.hidden_size
     embed = config.vocab_size * config.hidden_size
     head = 0 if getattr(config, "tie_word_embeddings", False) else embed
-    from transformers import AutoModelForCausalLM as M
     with torch.device("meta"):
-        total = M.from_config(config).num_parameters()
+        total = AutoModelForCausalLM.from_config(config).num_parameters()
     n_matmul = total - embed - head + config.vocab_size * config.hidden_size  # Linears + the head matmul
     return {"num_parameters": total, "matmul_parameters": n_matmul, "layers": config.num_hidden_layers, "attn_width": d,
             "chunks": len(chunks)}
@@ -214,8 +213,7 @@ def lorakit_run(args, work, name, rank, variant):
         return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     summary = json.load(open(run_dir / "summary.json"))
-    seconds = [float(r["tokens_per_s"]) and 1.0 / float(r["tokens_per_s"]) for r in rows]  # per token
-    return {"tokens_per_step": summary["tokens"] / max(summary["steps"], 1), "per_token_seconds": seconds,
+    return {"tokens_per_step": summary["tokens"] / max(summary["steps"], 1),
             "tokens_per_s_steps": [float(r["tokens_per_s"]) for r in rows], "losses": [float(r["loss"]) for r in rows],
             "peak": summary["peak_memory_bytes"], "reserved": summary["peak_reserved_bytes"]}
 

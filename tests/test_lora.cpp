@@ -15,6 +15,7 @@
 #include "checkpoints/safetensors.h"
 #include "core/error.h"
 #include "lora/lora.h"
+#include "models/loss.h"
 #include "tests/cli_runner.h"
 #include "tests/tensor_compare.h"
 #include "tests/test_paths.h"

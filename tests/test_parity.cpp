@@ -14,6 +14,7 @@
 #include "checkpoints/hf_model.h"
 #include "checkpoints/safetensors.h"
 #include "core/json_reader.h"
+#include "models/loss.h"
 #include "tests/tensor_compare.h"
 
 namespace fs = std::filesystem;
