@@ -82,7 +82,8 @@ EventWriter::EventWriter(const std::filesystem::path& dir, int64_t resume_step, 
   for (int k = 1; file_name.empty() && std::filesystem::exists(dir / name); ++k)
     name = fmt::format("events.out.tfevents.{}.{}.{}", static_cast<int64_t>(now()), host, k);
   path_ = dir / name;
-  std::filesystem::remove(path_);
+  out_.open(path_, std::ios::binary | std::ios::trunc);
+  if (!out_) fail("{}: cannot create the TensorBoard event file", path_.string());
   write_event(proto::double_field(1, now()) + proto::bytes_field(3, "brain.Event:2"));
   // SessionLog{ status = START (1) } in Event.session_log = 7.
   if (resume_step >= 0) write_event(event(resume_step + 1, proto::bytes_field(7, proto::varint_field(1, 1))));
@@ -100,10 +101,9 @@ void EventWriter::write_event(const std::string& data) {
     std::memcpy(out.data(), &v, 4);
     return out;
   };
-  std::ofstream out(path_, std::ios::binary | std::ios::app);
-  out << length << fixed32(masked_crc32c(length)) << data << fixed32(masked_crc32c(data));
-  out.flush();
-  if (!out) fail("{}: cannot append a TensorBoard record (disk full?)", path_.string());
+  out_ << length << fixed32(masked_crc32c(length)) << data << fixed32(masked_crc32c(data));
+  out_.flush();
+  if (!out_) fail("{}: cannot append a TensorBoard record (disk full?)", path_.string());
 }
 
 void EventWriter::scalar(int64_t step, const std::string& tag, double value) {

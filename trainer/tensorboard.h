@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 namespace lorakit::trainer {
@@ -33,6 +34,7 @@ class EventWriter {
  private:
   void write_event(const std::string& event);
   std::filesystem::path path_;
+  std::ofstream out_;  // open for the writer's life, flushed after every record
 };
 
 // The protobuf wire format, for the few messages lorakit writes.
