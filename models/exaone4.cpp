@@ -52,7 +52,7 @@ struct Exaone4Config {
     head_dim = c.integer("head_dim", hidden_size / num_attention_heads);
     if (head_dim <= 0 || head_dim % 2 != 0) c.fail_key("head_dim", "a positive even integer");
     if (!is_known_activation(hidden_act)) c.fail_key("hidden_act", "silu, gelu, gelu_new or relu");
-    rope = read_rope_config(c, 10000.0, 1.0);
+    rope = read_rope_config(c, 10000.0, 1.0, max_position_embeddings);
 
     // Sliding window: null means every layer is global (and uses RoPE). Otherwise layer_types,
     // or HF's derivation from sliding_window_pattern, says which layers are local.
@@ -99,8 +99,7 @@ class Exaone4ForCausalLM final : public CausalLM {
       layers_.push_back(std::move(layer));
     }
     lm_head_ = Linear(C, c.vocab_size, false);
-    inv_freq_ = rope_inv_freq(static_cast<int64_t>(D * c.rope.partial_rotary_factor), c.rope.rope_theta,
-                              c.rope.scaling);
+    rotary_ = Rotary(static_cast<int64_t>(D * c.rope.partial_rotary_factor), c.rope, c.max_position_embeddings);
   }
 
   ArchSummary summary() const override {
@@ -161,7 +160,7 @@ class Exaone4ForCausalLM final : public CausalLM {
     const int64_t B = embeds.size(0), T = embeds.size(1), D = cfg_.head_dim;
     const int64_t past = cache ? cache->length : 0;
     const at::Tensor positions = token_positions(layout, T, past, embeds.options());   // (B or 1, T)
-    auto [cos, sin] = rope_cos_sin(positions, inv_freq_, embeds.scalar_type());          // (B or 1, T, D)
+    auto [cos, sin] = rotary_.cos_sin(positions, embeds.scalar_type());                  // (B or 1, T, D)
     const AttentionMask full_mask = build_attention_mask(layout, T, past, 0, embeds.options());
     const AttentionMask sliding_mask =
         cfg_.sliding_window > 0 ? build_attention_mask(layout, T, past, cfg_.sliding_window, embeds.options()) : full_mask;
@@ -206,7 +205,7 @@ class Exaone4ForCausalLM final : public CausalLM {
   std::vector<Exaone4Layer> layers_;
   at::Tensor norm_;  // (C)
   Linear lm_head_;   // unused when tied
-  at::Tensor inv_freq_;  // (D/2) float32
+  Rotary rotary_;
 };
 
 }  // namespace

@@ -52,7 +52,7 @@ struct GPTNeoXConfig {
     if (!is_known_activation(hidden_act)) c.fail_key("hidden_act", "gelu, gelu_new, silu or relu");
     head_size = hidden_size / num_attention_heads;
     // 4.x names (rotary_emb_base, rotary_pct) are the defaults 5.x's rope_parameters override.
-    rope = read_rope_config(c, c.number("rotary_emb_base", 10000.0), c.number("rotary_pct", 0.25));
+    rope = read_rope_config(c, c.number("rotary_emb_base", 10000.0), c.number("rotary_pct", 0.25), max_position_embeddings);
     rotary_ndims = static_cast<int64_t>(head_size * rope.partial_rotary_factor);
     if (rotary_ndims <= 0 || rotary_ndims > head_size || rotary_ndims % 2 != 0)
       c.fail_key("rotary_pct", fmt::format("a fraction of head size {} giving an even number of dims", head_size));
@@ -79,7 +79,7 @@ class GPTNeoXForCausalLM final : public CausalLM {
       layers_.push_back(std::move(layer));
     }
     embed_out_ = Linear(C, c.vocab_size, false);
-    inv_freq_ = rope_inv_freq(c.rotary_ndims, c.rope.rope_theta, c.rope.scaling);
+    rotary_ = Rotary(c.rotary_ndims, c.rope, c.max_position_embeddings);
   }
 
   ArchSummary summary() const override {
@@ -138,7 +138,7 @@ class GPTNeoXForCausalLM final : public CausalLM {
     const int64_t B = embeds.size(0), T = embeds.size(1), D = cfg_.head_size;
     const int64_t past = cache ? cache->length : 0;
     const at::Tensor positions = token_positions(layout, T, past, embeds.options());  // (B or 1, T)
-    auto [cos, sin] = rope_cos_sin(positions, inv_freq_, embeds.scalar_type());         // (B or 1, T, rotary_ndims)
+    auto [cos, sin] = rotary_.cos_sin(positions, embeds.scalar_type());         // (B or 1, T, rotary_ndims)
     const AttentionMask mask = build_attention_mask(layout, T, past, 0, embeds.options());
     const double scale = 1.0 / std::sqrt(static_cast<double>(D));  // full head size, not rotary_ndims
 
@@ -181,7 +181,7 @@ class GPTNeoXForCausalLM final : public CausalLM {
   std::vector<GPTNeoXLayer> layers_;
   at::Tensor final_layer_norm_weight_, final_layer_norm_bias_;  // (C)
   Linear embed_out_;
-  at::Tensor inv_freq_;  // (rotary_ndims/2) float32
+  Rotary rotary_;
 };
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <ATen/ops/ones.h>
 #include <ATen/ops/pow.h>
 #include <ATen/ops/relu.h>
+#include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/rsqrt.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
 #include <ATen/ops/silu.h>
@@ -56,14 +57,45 @@ at::Tensor activation(const std::string& name, const at::Tensor& x) {
   fail("unknown activation '{}' (known: silu, gelu, gelu_new, gelu_pytorch_tanh, relu)", name);
 }
 
-at::Tensor rope_inv_freq(int64_t dim, double theta, const RopeScaling& scaling) {
+at::Tensor rope_inv_freq(int64_t dim, double theta, const RopeScaling& scaling, int64_t max_position_embeddings,
+                         int64_t seq_len) {
   // HF: 1 / base ** (arange(0, dim, 2).float() / dim), in float32.
-  at::Tensor exponent = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(dim);
-  at::Tensor inv_freq = 1.0 / at::pow(theta, exponent);
-  if (scaling.rope_type == "default") return inv_freq;
-  if (scaling.rope_type != "llama3") fail("unsupported rope_type '{}' (supported: default, llama3)", scaling.rope_type);
+  const at::Tensor exponent = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(dim);
+  const std::string& type = scaling.rope_type;
+  const double factor = scaling.factor;
+  if (type == "default") return 1.0 / at::pow(theta, exponent);
+  if (type == "linear") return 1.0 / at::pow(theta, exponent) / factor;
+  if (type == "dynamic") {
+    // _compute_dynamic_ntk_parameters: the base grows with the sequence past max_position_embeddings
+    // (float32 arithmetic, as HF does it on a tensor seq_len).
+    const double max_pos = static_cast<double>(max_position_embeddings);
+    at::Tensor len = at::scalar_tensor(static_cast<double>(std::max(seq_len, max_position_embeddings)), at::kFloat);
+    at::Tensor base = theta * at::pow(factor * len / max_pos - (factor - 1), static_cast<double>(dim) / (dim - 2));
+    return 1.0 / at::pow(base, exponent);
+  }
+  if (type == "yarn") {
+    // _compute_yarn_parameters: interpolate the low frequencies, extrapolate the high ones, with a
+    // linear ramp between the correction dims of beta_fast and beta_slow rotations.
+    const double old_context = static_cast<double>(scaling.original_max_position_embeddings);
+    const auto correction_dim = [&](double rotations) {
+      return (dim * std::log(old_context / (rotations * 2 * std::numbers::pi))) / (2 * std::log(theta));
+    };
+    double low = correction_dim(scaling.beta_fast), high = correction_dim(scaling.beta_slow);
+    if (scaling.truncate) low = std::floor(low), high = std::ceil(high);
+    low = std::max(low, 0.0);
+    high = std::min(high, static_cast<double>(dim - 1));
+    if (low == high) high += 0.001;  // HF: prevent singularity
+    const at::Tensor pos_freqs = at::pow(theta, exponent);
+    const at::Tensor extrapolation = 1.0 / pos_freqs, interpolation = 1.0 / (factor * pos_freqs);
+    const at::Tensor ramp = ((at::arange(dim / 2, at::kFloat) - low) / (high - low)).clamp(0, 1);
+    const at::Tensor extrapolation_factor = 1 - ramp;
+    return interpolation * (1 - extrapolation_factor) + extrapolation * extrapolation_factor;
+  }
+  if (type != "llama3")
+    fail("unsupported rope_type '{}' (supported: default, linear, dynamic, llama3, yarn)", type);
   // transformers modeling_rope_utils._compute_llama3_parameters.
-  const double factor = scaling.factor, lo = scaling.low_freq_factor, hi = scaling.high_freq_factor;
+  const at::Tensor inv_freq = 1.0 / at::pow(theta, exponent);
+  const double lo = scaling.low_freq_factor, hi = scaling.high_freq_factor;
   const double old_context = static_cast<double>(scaling.original_max_position_embeddings);
   const double low_freq_wavelen = old_context / lo, high_freq_wavelen = old_context / hi;
   at::Tensor wavelen = 2 * std::numbers::pi / inv_freq;
@@ -74,11 +106,45 @@ at::Tensor rope_inv_freq(int64_t dim, double theta, const RopeScaling& scaling) 
   return at::where(is_medium, smoothed, llama);
 }
 
+double rope_attention_scaling(const RopeScaling& scaling) {
+  if (scaling.rope_type != "yarn") return 1.0;
+  if (scaling.attention_factor) return *scaling.attention_factor;
+  const auto mscale = [](double scale, double m) { return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0; };
+  if (scaling.mscale != 0 && scaling.mscale_all_dim != 0)
+    return mscale(scaling.factor, scaling.mscale) / mscale(scaling.factor, scaling.mscale_all_dim);
+  return mscale(scaling.factor, 1.0);
+}
+
 std::pair<at::Tensor, at::Tensor> rope_cos_sin(const at::Tensor& positions, const at::Tensor& inv_freq,
-                                               at::ScalarType dtype) {
+                                               at::ScalarType dtype, double attention_scaling) {
   at::Tensor freqs = positions.unsqueeze(-1).to(at::kFloat) * inv_freq.to(positions.device());  // (B, T, dim/2)
   at::Tensor emb = at::cat({freqs, freqs}, -1);                                                // (B, T, dim)
-  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+  if (attention_scaling == 1.0) return {emb.cos().to(dtype), emb.sin().to(dtype)};
+  return {(emb.cos() * attention_scaling).to(dtype), (emb.sin() * attention_scaling).to(dtype)};
+}
+
+Rotary::Rotary(int64_t dim, const RopeConfig& rope, int64_t max_position_embeddings)
+    : dim_(dim), max_position_embeddings_(max_position_embeddings), rope_(rope),
+      attention_scaling_(rope_attention_scaling(rope.scaling)),
+      original_inv_freq_(rope_inv_freq(dim, rope.rope_theta, rope.scaling, max_position_embeddings)),
+      inv_freq_(original_inv_freq_), max_seq_len_cached_(max_position_embeddings) {}
+
+std::pair<at::Tensor, at::Tensor> Rotary::cos_sin(const at::Tensor& positions, at::ScalarType dtype) const {
+  if (rope_.scaling.rope_type == "dynamic") {
+    // dynamic_rope_update: grow past the longest sequence seen; back to the original frequencies once
+    // a sequence fits max_position_embeddings again. One host read per forward (dynamic only).
+    const int64_t seq_len = positions.max().item<int64_t>() + 1;
+    const int64_t cached = max_seq_len_cached_;
+    if (seq_len > cached) {
+      inv_freq_ = rope_inv_freq(dim_, rope_.rope_theta, rope_.scaling, max_position_embeddings_, seq_len);
+      max_seq_len_cached_ = seq_len;
+    }
+    if (seq_len < max_position_embeddings_ && cached > max_position_embeddings_) {
+      inv_freq_ = original_inv_freq_;
+      max_seq_len_cached_ = max_position_embeddings_;
+    }
+  }
+  return rope_cos_sin(positions, inv_freq_, dtype, attention_scaling_);
 }
 
 namespace {

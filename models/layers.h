@@ -44,17 +44,54 @@ at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::T
 at::Tensor activation(const std::string& name, const at::Tensor& x);
 bool is_known_activation(const std::string& name);
 
-// RoPE inverse frequencies (dim/2,), float32, as HF computes them.
+// RoPE settings from either config shape (models/model.h reads them): the base, the rotated
+// fraction, and the scaling type with its parameters, as transformers' modeling_rope_utils names them.
 struct RopeScaling {
-  std::string rope_type = "default";  // "default" or "llama3"
-  double factor = 1.0, low_freq_factor = 1.0, high_freq_factor = 4.0;
-  int64_t original_max_position_embeddings = 0;
+  std::string rope_type = "default";  // default, linear, dynamic, llama3 or yarn
+  double factor = 1.0;
+  double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
+  int64_t original_max_position_embeddings = 0;          // llama3, yarn
+  double beta_fast = 32.0, beta_slow = 1.0;               // yarn
+  std::optional<double> attention_factor;                 // yarn; else from factor, mscale, mscale_all_dim
+  double mscale = 0.0, mscale_all_dim = 0.0;              // yarn, 0 when absent
+  bool truncate = true;                                   // yarn
 };
-at::Tensor rope_inv_freq(int64_t dim, double theta, const RopeScaling& scaling);
+struct RopeConfig {
+  double rope_theta = 10000.0;
+  double partial_rotary_factor = 1.0;
+  RopeScaling scaling;
+};
+
+// RoPE inverse frequencies (dim/2,), float32, as HF computes them for rope_type; `seq_len` is what
+// dynamic NTK scaling stretches to (it has no effect up to max_position_embeddings).
+at::Tensor rope_inv_freq(int64_t dim, double theta, const RopeScaling& scaling, int64_t max_position_embeddings = 0,
+                         int64_t seq_len = 0);
+// The factor HF multiplies cos and sin by (yarn's attention factor; 1 for the other types).
+double rope_attention_scaling(const RopeScaling& scaling);
 
 // cos, sin: (B or 1, T, dim) in `dtype`, from positions (B or 1, T) and inv_freq (dim/2,).
 std::pair<at::Tensor, at::Tensor> rope_cos_sin(const at::Tensor& positions, const at::Tensor& inv_freq,
-                                               at::ScalarType dtype);
+                                               at::ScalarType dtype, double attention_scaling = 1.0);
+
+// One model's rotary embedding, as transformers' *RotaryEmbedding: the inverse frequencies of its
+// rope type, and for `dynamic` the recomputation when positions grow past the longest seen (and the
+// reset below max_position_embeddings) that HF's dynamic_rope_update does, state included.
+class Rotary {
+ public:
+  Rotary() = default;
+  Rotary(int64_t dim, const RopeConfig& rope, int64_t max_position_embeddings);
+  // positions (B or 1, T) -> cos, sin (B or 1, T, dim) in `dtype`.
+  std::pair<at::Tensor, at::Tensor> cos_sin(const at::Tensor& positions, at::ScalarType dtype) const;
+
+ private:
+  int64_t dim_ = 0, max_position_embeddings_ = 0;
+  RopeConfig rope_;
+  double attention_scaling_ = 1.0;
+  at::Tensor original_inv_freq_;          // (dim/2) float32
+  mutable at::Tensor inv_freq_;           // dynamic: the current frequencies
+  mutable int64_t max_seq_len_cached_ = 0;  // dynamic: the longest sequence seen since the last reset
+};
+
 // Rotate-half RoPE on the first cos.size(-1) dims of x: (B, H, T, D); the rest pass through.
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 

@@ -53,7 +53,8 @@ std::unique_ptr<CausalLM> create_model(const JsonReader& config) {
 
 namespace lorakit {
 
-RopeConfig read_rope_config(const JsonReader& config, double default_theta, double default_partial_rotary_factor) {
+RopeConfig read_rope_config(const JsonReader& config, double default_theta, double default_partial_rotary_factor,
+                            int64_t max_position_embeddings) {
   RopeConfig rope;
   rope.rope_theta = config.number("rope_theta", default_theta);
   rope.partial_rotary_factor = config.number("partial_rotary_factor", default_partial_rotary_factor);
@@ -62,15 +63,32 @@ RopeConfig read_rope_config(const JsonReader& config, double default_theta, doub
   JsonReader params = config.child(key);
   rope.rope_theta = params.number("rope_theta", rope.rope_theta);
   rope.partial_rotary_factor = params.number("partial_rotary_factor", rope.partial_rotary_factor);
-  rope.scaling.rope_type = params.string("rope_type", params.string("type", "default"));
-  if (rope.scaling.rope_type == "llama3") {
-    rope.scaling.factor = params.number("factor");
-    rope.scaling.low_freq_factor = params.number("low_freq_factor");
-    rope.scaling.high_freq_factor = params.number("high_freq_factor");
-    rope.scaling.original_max_position_embeddings = params.integer("original_max_position_embeddings");
-  } else if (rope.scaling.rope_type != "default") {
-    params.fail_key("rope_type", "'default' or 'llama3' (the RoPE types lorakit implements)");
+  RopeScaling& s = rope.scaling;
+  s.rope_type = params.string("rope_type", params.string("type", "default"));
+  if (s.rope_type == "default") return rope;
+  if (s.rope_type != "linear" && s.rope_type != "dynamic" && s.rope_type != "llama3" && s.rope_type != "yarn")
+    params.fail_key("rope_type", "'default', 'linear', 'dynamic', 'llama3' or 'yarn' (the RoPE types lorakit implements)");
+  s.factor = params.number("factor");
+  if (s.factor <= 0) params.fail_key("factor", "a positive number");
+  s.original_max_position_embeddings =
+      config.integer("original_max_position_embeddings",
+                     params.integer("original_max_position_embeddings", max_position_embeddings));
+  if (s.rope_type == "llama3") {
+    s.low_freq_factor = params.number("low_freq_factor");
+    s.high_freq_factor = params.number("high_freq_factor");
+  } else if (s.rope_type == "yarn") {
+    // HF: `beta_fast or 32`, `beta_slow or 1` (a null or 0 takes the default).
+    if (params.has("beta_fast") && params.number("beta_fast") != 0) s.beta_fast = params.number("beta_fast");
+    if (params.has("beta_slow") && params.number("beta_slow") != 0) s.beta_slow = params.number("beta_slow");
+    if (params.has("attention_factor")) s.attention_factor = params.number("attention_factor");
+    s.mscale = params.has("mscale") ? params.number("mscale") : 0.0;
+    s.mscale_all_dim = params.has("mscale_all_dim") ? params.number("mscale_all_dim") : 0.0;
+    s.truncate = params.boolean("truncate", true);
   }
+  if ((s.rope_type == "llama3" || s.rope_type == "yarn") && s.original_max_position_embeddings <= 0)
+    params.fail_key("original_max_position_embeddings", "a positive integer");
+  if (s.rope_type == "dynamic" && max_position_embeddings <= 0)
+    config.fail_key("max_position_embeddings", "a positive integer (dynamic RoPE scales past it)");
   return rope;
 }
 

@@ -88,13 +88,10 @@ class CausalLM {
 };
 
 // RoPE settings from either config shape: transformers 4.x (`rope_theta` + `rope_scaling`, whose
-// type key may be `type`) or 5.x (one `rope_parameters` object).
-struct RopeConfig {
-  double rope_theta = 10000.0;
-  double partial_rotary_factor = 1.0;
-  RopeScaling scaling;
-};
-RopeConfig read_rope_config(const JsonReader& config, double default_theta, double default_partial_rotary_factor);
+// type key may be `type`) or 5.x (one `rope_parameters` object). llama3 and yarn default their
+// original_max_position_embeddings to `max_position_embeddings`, as HF's standardize_rope_params.
+RopeConfig read_rope_config(const JsonReader& config, double default_theta, double default_partial_rotary_factor,
+                            int64_t max_position_embeddings);
 // `dtype` (5.x) or `torch_dtype` (4.x), "" when neither is there.
 std::string read_config_dtype(const JsonReader& config);
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The oracle for lorakit's model tests: transformers itself, run live in the project's .venv.
 
-Builds tiny random EXAONE 4.0 and GPT-NeoX models with transformers (several configs: GQA
-ratios, rotary fractions, parallel/sequential residual, tied/untied, sliding-window layers),
+Builds tiny random models of every architecture with transformers (EXAONE 4.0, GPT-NeoX, Llama,
+Mistral, Qwen2, Qwen3, and EXAONE 3 as a renamed Llama; several configs each: GQA ratios, rotary
+fractions and scaling types, biases, parallel/sequential residual, tied/untied, sliding windows),
 saves them as HF model directories, and next to each writes reference.safetensors with what
 transformers computes on a right-padded batch of 3 (eager attention, CPU):
   input_ids, attention_mask, labels  the batch (labels -100 on padding)
@@ -11,8 +12,9 @@ transformers computes on a right-padded batch of 3 (eager attention, CPU):
   embeds_grad                        d loss / d inputs_embeds (B, T, C)
   logits_bf16                        logits of the same model cast to bfloat16
 and manifest.json listing the cases with transformers' own parameter counts. It also writes
-config-only directories for the real model shapes (polyglot-ko-1.3b, and EXAONE-4.0-1.2B when
-../shared is present) with transformers' parameter count from a meta-device model.
+config-only directories for the real model shapes (polyglot-ko-1.3b; with ../shared present,
+EXAONE-4.0-1.2B and the real config.json files of Llama-3.2-1B, Bllossom-8B, Qwen1.5-0.5B, Qwen3-0.6B
+and Mistral-7B copied verbatim) with transformers' parameter count from a meta-device model.
 
 Usage: .venv/bin/python scripts/parity.py --out build/parity
 """
@@ -25,10 +27,16 @@ from pathlib import Path
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM, Exaone4Config, GPTNeoXConfig
+from transformers import (AutoModelForCausalLM, Exaone4Config, GPTNeoXConfig, LlamaConfig, MistralConfig,
+                          Qwen2Config, Qwen3Config)
+
+import exaone3
 
 LLAMA3 = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
           "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
+
+LLAMA_SHAPE = dict(vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=2, pad_token_id=0)
+YARN = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 16}
 
 GLOBAL = ["full_attention"]  # with sliding_window None, HF needs layer_types spelled out (as 1.2B's file does)
 
@@ -62,7 +70,61 @@ CASES = {
         vocab_size=192, hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
         rotary_pct=1.0, rotary_emb_base=1000, use_parallel_residual=True, tie_word_embeddings=True,
         pad_token_id=0), (9, 2, 1)),
+    # Llama: GQA 1/2/4, tied and untied, biases on and off, head_dim above hidden/heads, each rope type.
+    "llama_gqa1_bias_untied": (LlamaConfig(
+        **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=4, attention_bias=True, mlp_bias=True,
+        tie_word_embeddings=False, rope_parameters={"rope_type": "default", "rope_theta": 500.0}), (64, 40, 1)),
+    "llama_gqa2_tied_llama3_head_dim": (LlamaConfig(
+        **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=2, head_dim=32, tie_word_embeddings=True,
+        rope_parameters=dict(LLAMA3), max_position_embeddings=128), (33, 12, 1)),
+    "llama_gqa4_linear": (LlamaConfig(
+        **dict(LLAMA_SHAPE, num_hidden_layers=3), num_attention_heads=8, num_key_value_heads=2,
+        tie_word_embeddings=False, rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}),
+        (23, 23, 23)),
+    "llama_dynamic_past_max_positions": (LlamaConfig(
+        **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
+        tie_word_embeddings=True, rope_parameters={"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}),
+        (64, 20, 5)),
+    "llama_yarn_4x_config": (LlamaConfig(
+        **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=64,
+        tie_word_embeddings=False, rope_parameters=dict(YARN)), (64, 17, 2)),
+    # Mistral: a window on every layer (and none when null).
+    "mistral_window5": (MistralConfig(
+        **dict(LLAMA_SHAPE, num_hidden_layers=3), num_attention_heads=4, num_key_value_heads=2, sliding_window=5,
+        tie_word_embeddings=False), (20, 11, 3)),
+    "mistral_no_window_tied": (MistralConfig(
+        **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=1, sliding_window=None, tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6}), (40, 9, 1)),
+    # Qwen2: q/k/v biases; the window only with use_sliding_window, on layers >= max_window_layers.
+    "qwen2_tied": (Qwen2Config(
+        **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+        use_sliding_window=False, sliding_window=4, max_window_layers=1,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6}), (64, 30, 1)),
+    "qwen2_sliding_upper_layers": (Qwen2Config(
+        **dict(LLAMA_SHAPE, num_hidden_layers=3), num_attention_heads=4, num_key_value_heads=4,
+        tie_word_embeddings=False, use_sliding_window=True, sliding_window=6, max_window_layers=1), (20, 13, 4)),
+    # Qwen3: per-head q/k norms, head_dim independent of hidden_size, layer_types.
+    "qwen3_head_dim_tied": (Qwen3Config(
+        **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=2, head_dim=32, tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6}), (64, 25, 1)),
+    "qwen3_bias_layer_types": (Qwen3Config(
+        **LLAMA_SHAPE, num_attention_heads=8, num_key_value_heads=2, head_dim=16, attention_bias=True,
+        tie_word_embeddings=False, use_sliding_window=True, sliding_window=7,
+        layer_types=["sliding_attention", "full_attention"]), (30, 12, 2)),
+    # EXAONE 3.x: transformers' Llama saved under EXAONE's names (scripts/exaone3.py).
+    "exaone_gqa2_tied_llama3": (LlamaConfig(
+        **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+        rms_norm_eps=1e-5, rope_parameters=dict(LLAMA3, rope_theta=5e5), max_position_embeddings=128), (64, 30, 1)),
+    "exaone_gqa1_untied": (LlamaConfig(
+        **dict(LLAMA_SHAPE, num_hidden_layers=3), num_attention_heads=4, num_key_value_heads=4,
+        tie_word_embeddings=False, rms_norm_eps=1e-5), (17, 17, 9)),
 }
+
+# Cases saved in transformers 4.x's config dialect (top-level rope_theta + rope_scaling with `type`).
+CONFIG_4X = {"llama_yarn_4x_config", "llama_gqa4_linear"}
+# Keys rewritten after saving (None deletes): Qwen2.5's files keep a sliding_window value with
+# use_sliding_window false and no layer_types; transformers then uses no window.
+CONFIG_EDITS = {"qwen2_tied": {"sliding_window": 4, "layer_types": None}}
 
 # polyglot-ko-1.3b's published shape (model card; architectures.md section 2.1).
 POLYGLOT_KO_1_3B = GPTNeoXConfig(
@@ -92,7 +154,17 @@ def make_case(out: Path, name: str, config, lengths, seed: int):
             if "norm" in pname or "bias" in pname:
                 p.add_(torch.randn_like(p) * 0.1)
     case_dir = out / name
-    model.save_pretrained(case_dir)
+    if name.startswith("exaone_"):
+        exaone3.save_as_exaone(model, case_dir)
+    else:
+        model.save_pretrained(case_dir)
+    if name in CONFIG_4X:
+        to_config_4x(case_dir / "config.json")
+    if name in CONFIG_EDITS:
+        saved = json.loads((case_dir / "config.json").read_text())
+        for key, value in CONFIG_EDITS[name].items():
+            saved.pop(key) if value is None else saved.__setitem__(key, value)
+        (case_dir / "config.json").write_text(json.dumps(saved, indent=2))
 
     generator = torch.Generator().manual_seed(seed + 1)
     input_ids, attention_mask, labels = batch(lengths, config.vocab_size, generator)
@@ -106,8 +178,19 @@ def make_case(out: Path, name: str, config, lengths, seed: int):
         "logits": output.logits.detach().contiguous(), "loss": output.loss.detach().reshape(()),
         "embeds_grad": embeds.grad.contiguous(), "logits_bf16": logits_bf16.float().contiguous(),
     }, str(case_dir / "reference.safetensors"), metadata={"format": "pt"})
-    return {"name": name, "model_type": config.model_type, "lengths": list(lengths),
+    model_type = "exaone" if name.startswith("exaone_") else config.model_type
+    return {"name": name, "model_type": model_type, "lengths": list(lengths),
             "num_parameters": model.num_parameters()}
+
+
+def to_config_4x(path: Path):
+    """Rewrites a saved config.json the way transformers 4.x wrote it: rope_theta + rope_scaling."""
+    config = json.loads(path.read_text())
+    rope = config.pop("rope_parameters")
+    config["rope_theta"] = rope.pop("rope_theta")
+    rope_type = rope.pop("rope_type")
+    config["rope_scaling"] = None if rope_type == "default" else dict(rope, type=rope_type)
+    path.write_text(json.dumps(config, indent=2))
 
 
 def config_only(out: Path, name: str, config):
@@ -116,6 +199,22 @@ def config_only(out: Path, name: str, config):
     (out / name).mkdir(parents=True, exist_ok=True)
     config.save_pretrained(out / name)
     return {"name": name, "model_type": config.model_type, "num_parameters": model.num_parameters()}
+
+
+def real_config(out: Path, name: str, source: Path):
+    """A real config.json copied verbatim (lorakit must read the file as published), with the count
+    transformers gives for it."""
+    from transformers import AutoConfig
+    (out / name).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source / "config.json", out / name / "config.json")
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(out / name))
+    return {"name": name, "model_type": model.config.model_type, "num_parameters": model.num_parameters()}
+
+
+# Real configs in ../shared/models (no weights), read as published.
+REAL_CONFIGS = ["Llama-3.2-1B", "Llama-3.2-1B-Instruct", "llama-3-Korean-Bllossom-8B", "Qwen1.5-0.5B-Chat",
+                "Qwen3-0.6B", "Mistral-7B-v0.1"]
 
 
 def main():
@@ -133,6 +232,9 @@ def main():
     exaone = Path(__file__).resolve().parent.parent.parent / "shared/models/EXAONE-4.0-1.2B/config.json"
     if exaone.exists():
         shapes.append(config_only(tmp, "exaone-4.0-1.2b-config", Exaone4Config.from_json_file(exaone)))
+    for name in REAL_CONFIGS:
+        if (exaone.parent.parent / name / "config.json").exists():
+            shapes.append(real_config(tmp, name + "-config", exaone.parent.parent / name))
 
     manifest = {"transformers": transformers.__version__, "torch": torch.__version__, "cases": cases,
                 "config_only": shapes}
