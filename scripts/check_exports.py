@@ -8,10 +8,18 @@
   generate --base B [--adapter A] --inputs F --max-new-tokens N
                                                      greedy model.generate; prints the new token ids
 
+  batch    --jobs J --inputs -                      runs each line of J (one of the above) in this one
+                                                     process; prints a JSON list of their reports
+
 F is a safetensors file with `input_ids` (and optionally `attention_mask`). Prints one JSON line.
+EXAONE 3 directories (model_type exaone, no transformers class) are read as the renamed Llama of
+scripts/exaone3.py, and their adapters renamed to Llama's module names for PeftModel.
 """
 import argparse
 import json
+import shlex
+import tempfile
+from pathlib import Path
 
 import torch
 import transformers
@@ -20,30 +28,59 @@ from peft.utils import get_peft_model_state_dict, load_peft_weights
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
+import exaone3
 
-def main():
+
+def parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["peft", "merged", "generate"])
+    parser.add_argument("mode", choices=["peft", "merged", "generate", "batch"])
     parser.add_argument("--base")
     parser.add_argument("--adapter")
     parser.add_argument("--model")
-    parser.add_argument("--inputs", required=True)
+    parser.add_argument("--inputs")
     parser.add_argument("--out")
     parser.add_argument("--max-new-tokens", type=int, default=16)
-    args = parser.parse_args()
+    parser.add_argument("--jobs", help="batch: a file with one command line of the other modes per line")
+    return parser
+
+
+def main():
+    args = parser().parse_args()
     transformers.logging.set_verbosity_error()
+    if args.mode != "batch":
+        print(json.dumps(run(args)))
+        return
+    # One process for many checks: transformers' import costs seconds per process.
+    reports = [run(parser().parse_args(shlex.split(line)))
+               for line in Path(args.jobs).read_text().splitlines() if line.strip()]
+    print(json.dumps(reports))
+
+
+def run(args):
     inputs = load_file(args.inputs)
     ids = inputs["input_ids"].long()
     mask = inputs.get("attention_mask", torch.ones_like(ids)).long()
     report = {}
+    scratch = tempfile.TemporaryDirectory()
     if args.mode == "merged":
-        model, info = AutoModelForCausalLM.from_pretrained(args.model, output_loading_info=True,
-                                                           attn_implementation="eager")
+        if exaone3.is_exaone(args.model):
+            model, missing, unexpected, dtype = exaone3.load_as_llama(args.model)
+            model = model.to(getattr(torch, dtype.replace("torch.", "")))
+            info = {"missing_keys": missing, "unexpected_keys": unexpected}
+        else:
+            model, info = AutoModelForCausalLM.from_pretrained(args.model, output_loading_info=True,
+                                                               attn_implementation="eager")
         report = {"missing": sorted(info["missing_keys"]), "unexpected": sorted(info["unexpected_keys"]),
                   "dtype": str(model.dtype), "tied": model.get_output_embeddings().weight.data_ptr()
                   == model.get_input_embeddings().weight.data_ptr()}
     else:
-        model = AutoModelForCausalLM.from_pretrained(args.base, attn_implementation="eager", dtype=torch.float32)
+        if exaone3.is_exaone(args.base):
+            model = exaone3.load_as_llama(args.base)[0]
+            if args.adapter:
+                exaone3.adapter_to_llama(args.adapter, Path(scratch.name))
+                args.adapter = scratch.name
+        else:
+            model = AutoModelForCausalLM.from_pretrained(args.base, attn_implementation="eager", dtype=torch.float32)
         if args.adapter:
             model = PeftModel.from_pretrained(model, args.adapter)
             saved = set(load_peft_weights(args.adapter).keys())
@@ -57,7 +94,7 @@ def main():
         else:
             logits = model(input_ids=ids, attention_mask=mask).logits.float()
             save_file({"logits": logits.contiguous()}, args.out)
-    print(json.dumps(report))
+    return report
 
 
 if __name__ == "__main__":

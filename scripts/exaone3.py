@@ -105,6 +105,7 @@ def load_as_llama(exaone_dir: Path, dtype=torch.float32):
     """An EXAONE 3 directory as a LlamaForCausalLM; returns (model, missing, unexpected)."""
     exaone_dir = Path(exaone_dir)
     config = llama_config_of(exaone_dir)
+    config._attn_implementation = "eager"
     model = LlamaForCausalLM(config).to(dtype).eval()
     state = {}
     for f in sorted(exaone_dir.glob("*.safetensors")):

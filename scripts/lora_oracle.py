@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PEFT as the oracle for lorakit's LoRA (tests/test_lora.cpp).
 
-For tiny random EXAONE 4.0 and GPT-NeoX models and several LoraConfigs (target lists, a regex,
+For tiny random models of every architecture (EXAONE 3 as a renamed Llama) and several LoraConfigs (target lists, a regex,
 all-linear, rsLoRA), wraps the model with peft.get_peft_model, gives lora_B random values (so the
 adapter is not a no-op), saves the adapter with save_pretrained, and records for one padded batch
 the logits, the loss, and the gradient of the loss with respect to every LoRA parameter, plus
@@ -18,7 +18,10 @@ import torch
 import transformers
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM, Exaone4Config, GPTNeoXConfig
+from transformers import (AutoModelForCausalLM, Exaone4Config, GPTNeoXConfig, LlamaConfig, MistralConfig,
+                          Qwen2Config, Qwen3Config)
+
+import exaone3
 
 
 def exaone4(tied=True):
@@ -35,12 +38,34 @@ def gpt_neox():
                          bos_token_id=0, eos_token_id=0)
 
 
+SHAPE = dict(vocab_size=211, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+
+
+def llama(tied=False, **kwargs):
+    return LlamaConfig(**SHAPE, tie_word_embeddings=tied, **kwargs)
+
+
+ALL_EXAONE3 = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # renamed on save
+
 CASES = {
     "exaone4-qkvo-r4": (exaone4, dict(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])),
     "exaone4-untied-all-linear-rslora": (lambda: exaone4(tied=False),
                                          dict(r=8, lora_alpha=16, target_modules="all-linear", use_rslora=True)),
     "gpt_neox-default-r4": (gpt_neox, dict(r=4, lora_alpha=4, target_modules=["query_key_value"])),
     "gpt_neox-regex-r2": (gpt_neox, dict(r=2, lora_alpha=6, target_modules=r".*\.(dense|query_key_value)")),
+    # PEFT's default targets (q_proj, v_proj) where it has them: target_modules left out.
+    "llama-default-bias-r4": (lambda: llama(attention_bias=True, mlp_bias=True), dict(r=4, lora_alpha=8)),
+    "llama-tied-all-linear-r8": (lambda: llama(tied=True, rope_parameters={"rope_type": "linear", "rope_theta": 1e4,
+                                                                            "factor": 2.0}),
+                                 dict(r=8, lora_alpha=16, target_modules="all-linear")),
+    "mistral-window-qkvo-r4": (lambda: MistralConfig(**SHAPE, sliding_window=4, tie_word_embeddings=False),
+                               dict(r=4, lora_alpha=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])),
+    "qwen2-tied-default-r4": (lambda: Qwen2Config(**SHAPE, tie_word_embeddings=True), dict(r=4, lora_alpha=8)),
+    "qwen3-all-linear-rslora": (lambda: Qwen3Config(**SHAPE, head_dim=32, tie_word_embeddings=True),
+                                dict(r=4, lora_alpha=8, target_modules="all-linear", use_rslora=True)),
+    # EXAONE 3: PEFT on the Llama oracle, base and adapter renamed to EXAONE's names (scripts/exaone3.py).
+    "exaone-all-r4": (lambda: llama(tied=True, rms_norm_eps=1e-5), dict(r=4, lora_alpha=8, target_modules=ALL_EXAONE3)),
 }
 
 
@@ -49,7 +74,11 @@ def make_case(out, name, make_config, lora_kwargs, seed):
     config = make_config()
     model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").to(torch.float32).eval()
     base_dir = out / name / "base"
-    model.save_pretrained(str(base_dir), safe_serialization=True)
+    exaone = name.startswith("exaone-")
+    if exaone:
+        exaone3.save_as_exaone(model, base_dir)
+    else:
+        model.save_pretrained(str(base_dir), safe_serialization=True)
     peft_model = get_peft_model(model, LoraConfig(lora_dropout=0.0, **lora_kwargs))
     generator = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
@@ -57,6 +86,8 @@ def make_case(out, name, make_config, lora_kwargs, seed):
             if "lora_B" in pname:
                 p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
     peft_model.save_pretrained(str(out / name / "adapter"))
+    if exaone:
+        exaone3.adapter_to_exaone(out / name / "adapter")
     trainable, total = peft_model.get_nb_trainable_parameters()
 
     lengths = [9, 5]
@@ -74,10 +105,12 @@ def make_case(out, name, make_config, lora_kwargs, seed):
                "logits": result.logits.detach().contiguous(), "loss": result.loss.detach().reshape(1)}
     for pname, p in peft_model.named_parameters():
         if p.requires_grad:
-            tensors["grad/" + pname.replace(".default", "")] = p.grad.detach().contiguous()
+            key = pname.replace(".default", "")
+            tensors["grad/" + (exaone3.to_exaone_name(key, "base_model.model.") if exaone else key)] = \
+                p.grad.detach().contiguous()
     save_file(tensors, str(out / name / "reference.safetensors"))
     return {"name": name, "trainable": trainable, "all": total, "lora": {k: v for k, v in lora_kwargs.items()},
-            "model_type": config.model_type}
+            "model_type": "exaone" if exaone else config.model_type, "tied": config.tie_word_embeddings}
 
 
 def main():

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -41,6 +42,15 @@ namespace {
 fs::path build_dir() { return fs::path(lorakit::testing::parity_dir()).parent_path(); }
 fs::path lora_case(const std::string& name) { return build_dir() / "lora" / name; }
 
+// Every case of scripts/lora_oracle.py: each architecture, tied and untied, several LoraConfigs.
+std::vector<nlohmann::json> lora_cases() {
+  std::ifstream in(build_dir() / "lora" / "manifest.json");
+  EXPECT_TRUE(in) << "lora oracle output missing";
+  if (!in) return {};
+  const nlohmann::json manifest = nlohmann::json::parse(in);
+  return manifest["cases"].get<std::vector<nlohmann::json>>();
+}
+
 fs::path scratch(const std::string& name) {
   const fs::path dir = fs::temp_directory_path() / fmt::format("lorakit_test_export_{}", ::getpid()) / name;
   fs::remove_all(dir);
@@ -52,8 +62,20 @@ nlohmann::json check(const std::string& args) {
   const auto r = run_command(fmt::format("{} {}/scripts/check_exports.py {}", lorakit::testing::venv_python(),
                                          fs::path(LORAKIT_SOURCE_DIR).string(), args));
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  const size_t line = r.output.rfind('{');
-  return line == std::string::npos ? nlohmann::json() : nlohmann::json::parse(r.output.substr(line));
+  // The report is the last line (a JSON object, or a list in batch mode).
+  std::string out = r.output;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  const size_t line = out.rfind('\n');
+  return nlohmann::json::parse(out.substr(line == std::string::npos ? 0 : line + 1), nullptr, false);
+}
+
+// Many checks in one Python process (transformers' import costs seconds): one report per line.
+std::vector<nlohmann::json> check_batch(const std::vector<std::string>& lines) {
+  const fs::path jobs = scratch("jobs.txt");
+  std::ofstream(jobs) << fmt::format("{}\n", fmt::join(lines, "\n"));
+  const nlohmann::json reports = check(fmt::format("batch --jobs '{}'", jobs.string()));
+  EXPECT_EQ(reports.size(), lines.size());
+  return reports.is_array() ? reports.get<std::vector<nlohmann::json>>() : std::vector<nlohmann::json>(lines.size());
 }
 
 // lorakit's logits for the inputs of a file, with an optional adapter.
@@ -100,35 +122,53 @@ TEST(Export, LorakitAdapterLoadsInPeftWithTheSameLogits) {
 }
 
 TEST(Export, MergedModelsLoadInTransformersWithTheUnmergedLogits) {
-  for (const std::string name : {"exaone4-qkvo-r4", "exaone4-untied-all-linear-rslora", "gpt_neox-default-r4"}) {
-    SCOPED_TRACE(name);
+  struct Merged {
+    nlohmann::json c;
+    std::string dtype;
+    double tolerance;
+    fs::path out, logits;
+  };
+  std::vector<Merged> merged;
+  std::vector<std::string> jobs;
+  std::set<std::string> architectures;
+  for (const auto& c : lora_cases()) {
+    const std::string name = c["name"];
     const fs::path dir = lora_case(name);
     ASSERT_TRUE(fs::exists(dir / "reference.safetensors")) << "lora oracle output missing";
-    const at::Tensor unmerged = SafetensorsFile(dir / "reference.safetensors").tensor("logits");  // PEFT's, fp32
+    architectures.insert(c["model_type"].get<std::string>());
     for (const auto& [dtype, tolerance] : std::vector<std::pair<std::string, double>>{{"fp32", 1e-4}, {"bf16", 3e-2}}) {
       const fs::path out = scratch(name + "-" + dtype);
       const auto r = run(fmt::format("merge --model '{}' --adapter '{}' --out '{}' --dtype {} --device {}", (dir / "base").string(),
                                      (dir / "adapter").string(), out.string(), dtype, lorakit::testing::test_device()));
-      ASSERT_EQ(r.exit_code, 0) << r.output;
+      ASSERT_EQ(r.exit_code, 0) << name << ": " << r.output;
       EXPECT_CONTAINS(r.output, "largest weight change");
-      const fs::path logits = out.parent_path() / (name + "-" + dtype + ".safetensors");
-      const auto report = check(fmt::format("merged --model '{}' --inputs '{}' --out '{}'", out.string(),
-                                            (dir / "reference.safetensors").string(), logits.string()));
-      EXPECT_TRUE(report["missing"].empty()) << report.dump();
-      EXPECT_TRUE(report["unexpected"].empty()) << report.dump();
-      EXPECT_EQ(report["dtype"], dtype == "fp32" ? "torch.float32" : "torch.bfloat16");
-      if (name == "exaone4-qkvo-r4") {
-        EXPECT_TRUE(report["tied"].get<bool>()) << "the merged EXAONE lost its tied embeddings";
-        EXPECT_FALSE(SafetensorsFile(out / "model.safetensors").find("lm_head.weight"));
-      }
-      // Compare the rows' real tokens (row 1 is padded after 5).
-      const at::Tensor merged = SafetensorsFile(logits).tensor("logits");
-      const auto row0 = compare(merged[0], unmerged[0], tolerance), row1 = compare(merged[1].slice(0, 0, 5), unmerged[1].slice(0, 0, 5), tolerance);
-      EXPECT_TRUE(row0.ok()) << dtype << ": " << row0.first_mismatch;
-      EXPECT_TRUE(row1.ok()) << dtype << ": " << row1.first_mismatch;
-      std::printf("%s merged %s: max abs logit difference to PEFT unmerged %.3e (tolerance %.0e)\n", name.c_str(),
-                  dtype.c_str(), std::max(row0.max_abs, row1.max_abs), tolerance);
+      merged.push_back({c, dtype, tolerance, out, out.parent_path() / (name + "-" + dtype + ".safetensors")});
+      jobs.push_back(fmt::format("merged --model '{}' --inputs '{}' --out '{}'", out.string(),
+                                 (dir / "reference.safetensors").string(), merged.back().logits.string()));
     }
+  }
+  EXPECT_EQ(architectures.size(), lorakit::architectures().size()) << "an architecture has no lora oracle case";
+  const auto reports = check_batch(jobs);
+  for (size_t i = 0; i < merged.size() && i < reports.size(); ++i) {
+    const auto& [c, dtype, tolerance, out, logits] = merged[i];
+    const std::string name = c["name"];
+    SCOPED_TRACE(name + " " + dtype);
+    const auto& report = reports[i];
+    EXPECT_TRUE(report["missing"].empty()) << report.dump();
+    EXPECT_TRUE(report["unexpected"].empty()) << report.dump();
+    EXPECT_EQ(report["dtype"], dtype == "fp32" ? "torch.float32" : "torch.bfloat16");
+    if (c.value("tied", name == "exaone4-qkvo-r4")) {
+      EXPECT_TRUE(report["tied"].get<bool>()) << "the merged model lost its tied embeddings";
+      EXPECT_FALSE(SafetensorsFile(out / "model.safetensors").find("lm_head.weight"));
+    }
+    // Compare the rows' real tokens (row 1 is padded after 5).
+    const at::Tensor unmerged = SafetensorsFile(lora_case(name) / "reference.safetensors").tensor("logits");  // PEFT's, fp32
+    const at::Tensor theirs = SafetensorsFile(logits).tensor("logits");
+    const auto row0 = compare(theirs[0], unmerged[0], tolerance), row1 = compare(theirs[1].slice(0, 0, 5), unmerged[1].slice(0, 0, 5), tolerance);
+    EXPECT_TRUE(row0.ok()) << row0.first_mismatch;
+    EXPECT_TRUE(row1.ok()) << row1.first_mismatch;
+    std::printf("%s merged %s: max abs logit difference to PEFT unmerged %.3e (tolerance %.0e)\n", name.c_str(),
+                dtype.c_str(), std::max(row0.max_abs, row1.max_abs), tolerance);
   }
 }
 
@@ -186,45 +226,77 @@ TEST(Export, ShardedMergeAndNoHalfWrittenOutput) {
   EXPECT_FALSE(fs::exists(killed));
 }
 
+namespace {
+
+struct GreedyCase {
+  std::string label;
+  fs::path base, adapter;
+  at::Tensor prompt;  // (1, P)
+};
+
+// lorakit's greedy tokens (KV cache) against transformers.generate's, 16 tokens per prompt.
+void expect_greedy_equal(const std::vector<GreedyCase>& cases) {
+  std::vector<std::string> jobs;
+  for (const auto& g : cases) {
+    const fs::path inputs = scratch(g.label + "-prompt.safetensors");
+    save_safetensors(inputs, {{"input_ids", g.prompt}});
+    jobs.push_back(fmt::format("generate --base '{}' {} --inputs '{}' --max-new-tokens 16", g.base.string(),
+                               g.adapter.empty() ? "" : "--adapter '" + g.adapter.string() + "'", inputs.string()));
+  }
+  const auto reports = check_batch(jobs);
+  const c10::Device device(lorakit::testing::test_device());
+  for (size_t i = 0; i < cases.size() && i < reports.size(); ++i) {
+    const auto& g = cases[i];
+    auto model = load_hf_model(g.base, {at::kFloat, device});
+    std::optional<lora::LoraModel> lora;
+    if (!g.adapter.empty()) {
+      lora = lora::inject_lora(*model, read_peft_adapter_config(g.adapter), 0);
+      load_peft_adapter_weights(g.adapter, *lora);
+      lora->set_training(false);
+    }
+    inference::GenerationConfig config;
+    config.max_new_tokens = 16;
+    config.eos_token_ids = inference::model_eos_ids(g.base, nullptr);
+    std::vector<int32_t> ids;
+    for (int64_t j = 0; j < g.prompt.size(1); ++j) ids.push_back(static_cast<int32_t>(g.prompt[0][j].item<int64_t>()));
+    const auto ours = inference::generate(*model, nullptr, ids, config, device);
+    EXPECT_EQ(ours.new_ids, reports[i]["new_ids"].get<std::vector<int32_t>>()) << g.label;
+    std::printf("%s: %zu greedy tokens identical to transformers.generate\n", g.label.c_str(), ours.new_ids.size());
+  }
+}
+
+}  // namespace
+
 TEST(Export, GreedyGenerationMatchesTransformers) {
-  for (const std::string name : {"exaone4-qkvo-r4", "gpt_neox-default-r4"}) {
-    SCOPED_TRACE(name);
+  std::vector<GreedyCase> cases;
+  std::set<std::string> architectures;
+  for (const auto& c : lora_cases()) {
+    const std::string name = c["name"];
+    if (!architectures.insert(c["model_type"].get<std::string>()).second) continue;  // one case per architecture
     const fs::path dir = lora_case(name);
     ASSERT_TRUE(fs::exists(dir / "base"));
-    const fs::path inputs = scratch(name + "-prompt.safetensors");
     const at::Tensor prompt = at::randint(3, 200, {1, 6}, at::kLong);
-    save_safetensors(inputs, {{"input_ids", prompt}});
-    for (const bool with_adapter : {false, true}) {
-      const auto report = check(fmt::format("generate --base '{}' {} --inputs '{}' --max-new-tokens 16", (dir / "base").string(),
-                                            with_adapter ? "--adapter '" + (dir / "adapter").string() + "'" : "",
-                                            inputs.string()));
-      const c10::Device device(lorakit::testing::test_device());
-      auto model = load_hf_model(dir / "base", {at::kFloat, device});
-      std::optional<lora::LoraModel> lora;
-      if (with_adapter) {
-        lora = lora::inject_lora(*model, read_peft_adapter_config(dir / "adapter"), 0);
-        load_peft_adapter_weights(dir / "adapter", *lora);
-        lora->set_training(false);
-      }
-      inference::GenerationConfig config;
-      config.max_new_tokens = 16;
-      config.eos_token_ids = inference::model_eos_ids(dir / "base", nullptr);
-      std::vector<int32_t> ids;
-      for (int64_t i = 0; i < prompt.size(1); ++i) ids.push_back(static_cast<int32_t>(prompt[0][i].item<int64_t>()));
-      const auto g = inference::generate(*model, nullptr, ids, config, device);
-      EXPECT_EQ(g.new_ids, report["new_ids"].get<std::vector<int32_t>>()) << (with_adapter ? "with adapter" : "base");
-      std::printf("%s %s: %zu greedy tokens identical to transformers.generate\n", name.c_str(),
-                  with_adapter ? "+ adapter" : "base", g.new_ids.size());
-    }
+    cases.push_back({name + " base", dir / "base", {}, prompt});
+    cases.push_back({name + " + adapter", dir / "base", dir / "adapter", prompt});
   }
+  EXPECT_EQ(architectures.size(), lorakit::architectures().size());
+  // Generation past a sliding window, and dynamic RoPE growing past max_position_embeddings (32)
+  // step by step as transformers recomputes it: 24 prompt tokens + 16 new ones.
+  for (const char* parity : {"llama_dynamic_past_max_positions", "mistral_window5", "qwen2_sliding_upper_layers",
+                             "qwen3_bias_layer_types", "llama_yarn_4x_config"})
+    cases.push_back({parity, fs::path(lorakit::testing::parity_dir()) / parity, {}, at::randint(3, 200, {1, 24}, at::kLong)});
+  expect_greedy_equal(cases);
 }
 
 // A batch of prompts of different lengths (left padding, a batched KV cache) gives each prompt the
 // greedy tokens it gets alone, for both architectures, with and without an adapter; the parity
 // models add GQA, partial rotary and the sliding-window hybrid.
 TEST(Generation, BatchedGreedyEqualsOneAtATime) {
-  std::vector<fs::path> dirs = {lora_case("exaone4-qkvo-r4") / "base", lora_case("gpt_neox-default-r4") / "base"};
-  for (const char* parity : {"exaone4_sliding_hybrid", "exaone4_gqa1_tied_llama3", "gpt_neox_rot025_parallel"})
+  std::vector<fs::path> dirs = {lora_case("exaone4-qkvo-r4") / "base", lora_case("gpt_neox-default-r4") / "base",
+                                lora_case("llama-default-bias-r4") / "base", lora_case("qwen3-all-linear-rslora") / "base",
+                                lora_case("exaone-all-r4") / "base"};
+  for (const char* parity : {"exaone4_sliding_hybrid", "exaone4_gqa1_tied_llama3", "gpt_neox_rot025_parallel",
+                             "mistral_window5", "qwen2_sliding_upper_layers"})
     dirs.push_back(fs::path(lorakit::testing::parity_dir()) / parity);
   int visited = 0;
   const c10::Device device(lorakit::testing::test_device());
@@ -257,7 +329,7 @@ TEST(Generation, BatchedGreedyEqualsOneAtATime) {
       ++visited;
     }
   }
-  EXPECT_EQ(visited, 7);
+  EXPECT_EQ(visited, 15);  // 5 bases with and without their adapter, 5 parity models
 }
 
 TEST(Scores, ExactMatchAndPerLabelF1) {
