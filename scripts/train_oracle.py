@@ -30,6 +30,21 @@ PROMPT = "### 질문: {question}\n### 답변: "
 STEPS, MICRO, ACCUM, LR, WARMUP, WD = 10, 2, 2, 1e-3, 2, 0.01
 
 
+def write_other_architectures(out, model_dir, vocab_size):
+    """Tiny random llama and qwen2 models with the same tokenizer (the cross-architecture sweep's)."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+    shape = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                 bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    for name, config in {"llama": LlamaConfig(**shape), "qwen2": Qwen2Config(**shape)}.items():
+        torch.manual_seed(1)
+        target = out / f"model-{name}"
+        AutoModelForCausalLM.from_config(config).save_pretrained(str(target))
+        for f in model_dir.iterdir():
+            if f.name.startswith("tokenizer") or f.name == "chat_template.jinja":
+                shutil.copyfile(f, target / f.name)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
@@ -43,6 +58,7 @@ def main():
     model_dir = out / "model"
     tok = build_tokenizer(model_dir)
     model = build_model(model_dir, len(tok))
+    write_other_architectures(out, model_dir, len(tok))
     data = [(q, a) for _, q, a in rows()][: STEPS * MICRO * ACCUM]
     with open(out / "rows.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

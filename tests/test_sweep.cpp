@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -163,6 +164,25 @@ TEST(Sweep, KilledInTheSecondRunFinishesWithoutRepeatingTheFirst) {
     const auto summary = nlohmann::json::parse(std::ifstream(dir / name / "summary.json"));
     EXPECT_EQ(summary["steps"], 60) << name;
   }
+}
+
+// One sweep across architectures (the train oracle's tiny exaone4, llama and qwen2, one tokenizer):
+// one report, a row per model.
+TEST(Sweep, AcrossArchitecturesOneReportRowPerModel) {
+  ASSERT_TRUE(fs::exists(oracle_dir() / "model-llama" / "config.json"));
+  const fs::path dir = scratch("architectures");
+  const auto r = run(fmt::format("sweep '{}' --grid 'model.path={},{},{}' --set train.max_steps=2 --out '{}'",
+                                 (oracle_dir() / "recipe.yaml").string(), (oracle_dir() / "model-llama").string(),
+                                 (oracle_dir() / "model-qwen2").string(), (oracle_dir() / "model").string(), dir.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto rows = read_csv(dir / "report.csv");
+  ASSERT_EQ(rows.size(), 3u);
+  std::set<std::string> models;
+  for (const auto& row : rows) {
+    EXPECT_EQ(row.at("status"), "finished");
+    models.insert(row.at("model"));
+  }
+  EXPECT_EQ(models, (std::set<std::string>{"model-llama", "model-qwen2", "model"}));
 }
 
 TEST(Sweep, AFailedRunIsRecordedAndTheSweepGoesOn) {
