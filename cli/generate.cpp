@@ -62,6 +62,7 @@ void run_generate(GenerateArgs args, bool sampling_flag) {
     if (!args.chat) return tokenizer.encode(prompt, true);
     tokenizers::ChatOptions options;
     options.add_generation_prompt = true;
+    if (tokenizer.special().bos) options.bos_token = tokenizer.decode(std::vector<int32_t>{*tokenizer.special().bos}, false);
     const nlohmann::ordered_json messages = {{{"role", "user"}, {"content", prompt}}};
     return tokenizer.encode(tokenizers::render_chat_text(format, messages, options), false);
   };

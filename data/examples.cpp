@@ -72,9 +72,12 @@ ExampleBuilder::ExampleBuilder(const tokenizers::Tokenizer& tokenizer, DataConfi
   if (!config_.messages_column.empty()) {
     chat_format_ = tokenizers::detect_chat_format(tokenizer.chat_template());
     if (chat_format_ == tokenizers::ChatFormat::None)
-      fail("{}: a messages column needs the model's chat template, but {} has {} (lorakit renders: exaone4)",
-           where_, tokenizer.source(), tokenizer.chat_template().empty() ? "none" : "one lorakit cannot render");
+      fail("{}: a messages column needs the model's chat template, but {} has {} (lorakit renders: {}); hint: "
+           "use data.prompt_template with a response column instead",
+           where_, tokenizer.source(), tokenizer.chat_template().empty() ? "none" : "one lorakit does not know",
+           tokenizers::known_chat_formats());
   }
+  if (tokenizer.special().bos) chat_options_.bos_token = tokenizer.decode(std::vector<int32_t>{*tokenizer.special().bos}, false);
   if (config_.truncation_side != "right" && config_.truncation_side != "left")
     fail("{}: truncation side '{}': expected right or left", where_, config_.truncation_side);
   eos_ = tokenizer.special().eos;
@@ -182,7 +185,7 @@ std::optional<Example> ExampleBuilder::build(const Record& record, const std::st
            config_.messages_column, messages.type_name());
     std::vector<tokenizers::ChatSegment> segments;
     try {
-      segments = tokenizers::render_chat(chat_format_, nlohmann::ordered_json::parse(messages.dump()));
+      segments = tokenizers::render_chat(chat_format_, nlohmann::ordered_json::parse(messages.dump()), chat_options_);
     } catch (const Error& e) {
       fail("{}:{}: {}", path, record.line, e.what());
     }

@@ -108,6 +108,7 @@ class ExampleBuilder {
   Split split_;
   std::optional<tokenizers::PromptTemplate> prompt_;
   tokenizers::ChatFormat chat_format_ = tokenizers::ChatFormat::None;
+  tokenizers::ChatOptions chat_options_;  // the tokenizer's BOS for templates that print it
   std::optional<int32_t> eos_;
 };
 

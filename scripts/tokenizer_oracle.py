@@ -30,6 +30,8 @@ import transformers  # noqa: E402
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
+import chat_oracle  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
                   r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -183,6 +185,24 @@ def build_trained(out, train_texts):
         (directory / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=1))
         cases[name] = directory
 
+    # Qwen2's files (Qwen1.5/2/2.5, FinguAI ship no tokenizer.json): the same kind of vocab.json +
+    # merges.txt under tokenizer_class Qwen2Tokenizer, whose NFC + regex split transformers applies.
+    directory = out / "qwen2-files"
+    directory.mkdir(parents=True, exist_ok=True)
+    plain = train_byte_level(train_texts)
+    plain.model.save(str(directory))
+    decoder = {str(plain.token_to_id("<|endoftext|>")): {"content": "<|endoftext|>", "lstrip": False, "normalized": False,
+                                                         "rstrip": False, "single_word": False, "special": True}}
+    for offset, content in enumerate(["<|im_start|>", "<|im_end|>"]):
+        decoder[str(len(plain.get_vocab()) + offset)] = {"content": content, "lstrip": False, "normalized": False,
+                                                         "rstrip": False, "single_word": False, "special": True}
+    (directory / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "Qwen2Tokenizer", "add_prefix_space": False, "bos_token": None, "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>", "unk_token": None, "errors": "replace", "clean_up_tokenization_spaces": False,
+        "split_special_tokens": False, "additional_special_tokens": ["<|im_start|>", "<|im_end|>"],
+        "added_tokens_decoder": decoder}, ensure_ascii=False, indent=1))
+    cases["qwen2-files"] = directory
+
     # SentencePiece trained the way Llama-2's was (identity normalization, byte fallback, digits split).
     directory = out / "sentencepiece-bpe"
     directory.mkdir(parents=True, exist_ok=True)
@@ -302,6 +322,7 @@ def main():
     records = [record(name, directory, corpus, everything if directory.is_relative_to(models_dir) else small)
                for name, directory in cases.items()]
 
+    chat_families = chat_oracle.write(out / "chat", shared, cases)
     chat = []
     exaone = models_dir / "EXAONE-4.0-1.2B"
     if exaone.exists():
@@ -317,7 +338,7 @@ def main():
 
     manifest = {"transformers": transformers.__version__, "corpus": corpus, "corpus_sources": {
         "edge_cases": len(edge), "generated": len(generated), "shared": len(real)},
-        "cases": records, "chat": chat}
+        "cases": records, "chat": chat, "chat_families": chat_families}
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, separators=(",", ":")))
     print(f"tokenizer oracle: {len(corpus)} texts ({len(edge)} edge cases, {len(generated)} generated, "
           f"{len(real)} from ../shared) x {len(records)} tokenizers, {len(chat)} chat renderings -> {out}")

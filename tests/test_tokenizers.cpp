@@ -15,6 +15,7 @@
 #include "tokenizers/chat_template.h"
 #include "tokenizers/prompt_template.h"
 #include "tokenizers/tokenizer.h"
+#include "tokenizers/unicode.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -165,6 +166,52 @@ TEST(ChatTemplate, Exaone4MatchesApplyChatTemplate) {
     ++n;
   }
   std::printf("%zu EXAONE chat renderings identical to apply_chat_template\n", n);
+}
+
+// Llama 3, Llama 3.1/3.2, Qwen1.5, Qwen3 and EXAONE 3.5: their real templates (../shared; EXAONE
+// 3.5's as LG publishes it) on tokenizers with their special tokens, 60 generated conversations
+// each (system or not, 1-4 turns, padded whitespace, generation prompts, thinking on/off/unset,
+// reasoning, tools): text and ids equal apply_chat_template's.
+TEST(ChatTemplate, FamiliesMatchApplyChatTemplate) {
+  ASSERT_FALSE(manifest().is_null());
+  std::map<std::string, Tokenizer> tokenizers;
+  std::map<std::string, int> rendered;
+  for (const auto& c : manifest()["chat_families"]) {
+    const std::string family = c["family"], dir = c["dir"];
+    if (!tokenizers.count(dir)) tokenizers.emplace(dir, load_tokenizer(dir));
+    const Tokenizer& tokenizer = tokenizers.at(dir);
+    const ChatFormat format = detect_chat_format(tokenizer.chat_template());
+    ASSERT_EQ(std::string(chat_format_name(format)), family) << dir;
+    ChatOptions options;
+    options.add_generation_prompt = c.value("add_generation_prompt", false);
+    if (c.contains("enable_thinking")) options.enable_thinking = c["enable_thinking"].get<bool>();
+    if (c.contains("tools")) options.tools = c["tools"];
+    if (c.contains("date_string")) options.date_string = c["date_string"];
+    if (tokenizer.special().bos) options.bos_token = tokenizer.decode(std::vector<int32_t>{*tokenizer.special().bos}, false);
+    const int n = rendered[family]++;
+    const auto segments = render_chat(format, c["messages"], options);
+    std::string text;
+    for (const auto& s : segments) text += s.text;
+    EXPECT_EQ(text, c["text"].get<std::string>()) << family << " conversation " << n;
+    EXPECT_EQ(tokenizer.encode(text, false), c["ids"].get<std::vector<int32_t>>()) << family << " conversation " << n;
+    // Every assistant reply is inside a trainable segment.
+    for (const auto& m : c["messages"]) {
+      if (!m["content"].is_string()) continue;
+      std::string content = python_strip(m["content"].get<std::string>());
+      if (const size_t close = content.rfind("</think>"); close != std::string::npos) content = python_strip(content.substr(close + 8));
+      if (content.empty() || content.size() < 4) continue;
+      const bool trained = std::any_of(segments.begin(), segments.end(), [&](const ChatSegment& s) {
+        return s.assistant && s.text.find(content) != std::string::npos;
+      });
+      if (m["role"] == "assistant") {
+        EXPECT_TRUE(trained) << family << " conversation " << n << ": " << excerpt(content) << " not trainable";
+      }
+    }
+  }
+  for (const auto& [family, count] : rendered) std::printf("%s: %d conversations identical to apply_chat_template\n", family.c_str(), count);
+  EXPECT_GE(rendered["exaone3"], 50);
+  if (rendered.size() < 5) GTEST_SKIP() << "../shared/models absent: only EXAONE 3.5's template checked";
+  for (const auto& [family, count] : rendered) EXPECT_GE(count, 50) << family;
 }
 
 TEST(ChatTemplate, SegmentsMaskEverythingButAssistantTurns) {

@@ -1,41 +1,16 @@
 #include "tokenizers/chat_template.h"
 
 #include "core/error.h"
+#include "tokenizers/chat_render.h"
 #include "tokenizers/unicode.h"
 
 namespace lorakit::tokenizers {
 namespace {
 
 using nlohmann::ordered_json;
-
-struct Output {
-  std::vector<ChatSegment> segments;
-  void add(std::string_view text, bool assistant) {
-    if (text.empty()) return;
-    if (!segments.empty() && segments.back().assistant == assistant)
-      segments.back().text += text;
-    else
-      segments.push_back({std::string(text), assistant});
-  }
-};
-
-// Jinja truthiness of msg.<key>: present, not null, not "" / [] / {} / false.
-bool truthy(const ordered_json& message, const char* key) {
-  if (!message.contains(key)) return false;
-  const ordered_json& v = message[key];
-  if (v.is_null()) return false;
-  if (v.is_string()) return !v.get_ref<const std::string&>().empty();
-  if (v.is_array() || v.is_object()) return !v.empty();
-  if (v.is_boolean()) return v.get<bool>();
-  return true;
-}
-
-std::string text_of(const ordered_json& message, const char* key, size_t index) {
-  if (!message.contains(key) || message[key].is_null()) return "";
-  if (!message[key].is_string())
-    fail("chat message {}: \"{}\" must be a string, found {}", index, key, message[key].dump());
-  return message[key].get<std::string>();
-}
+using chat::Output;
+using chat::text_of;
+using chat::truthy;
 
 // Python's str[n:] on code points.
 std::string drop_code_points(const std::string& text, size_t n) {
@@ -144,34 +119,52 @@ std::vector<ChatSegment> render_exaone4(const ordered_json& messages, const Chat
     }
   }
   if (options.add_generation_prompt)
-    out.add(std::string("[|assistant|]\n") + (options.enable_thinking ? "<think>\n" : kEmptyThink), false);
+    out.add(std::string("[|assistant|]\n") + (options.enable_thinking.value_or(false) ? "<think>\n" : kEmptyThink), false);
   return out.segments;
 }
 
 }  // namespace
 
 ChatFormat detect_chat_format(const std::string& source) {
-  if (source.find("[|endofturn|]") != std::string::npos && source.find("[|assistant|]") != std::string::npos)
-    return ChatFormat::Exaone4;
+  const auto has = [&](const char* marker) { return source.find(marker) != std::string::npos; };
+  if (has("[|system|][|endofturn|]") && has("'[|' + message['role'] + '|]'")) return ChatFormat::Exaone3;
+  if (has("[|endofturn|]") && has("[|assistant|]")) return ChatFormat::Exaone4;
+  if (has("<|start_header_id|>") && has("Cutting Knowledge Date")) return ChatFormat::Llama31;
+  if (has("<|start_header_id|>") && has("message['content'] | trim + '<|eot_id|>'")) return ChatFormat::Llama3;
+  if (has("<|im_start|>") && has("<think>") && has("last_query_index")) return ChatFormat::Qwen3;
+  if (has("You are a helpful assistant<|im_end|>") && has("(loop.last and add_generation_prompt) or not loop.last"))
+    return ChatFormat::Qwen15;
   return ChatFormat::None;
 }
 
 const char* chat_format_name(ChatFormat format) {
   switch (format) {
     case ChatFormat::Exaone4: return "exaone4";
+    case ChatFormat::Exaone3: return "exaone3";
+    case ChatFormat::Llama3: return "llama3";
+    case ChatFormat::Llama31: return "llama3.1";
+    case ChatFormat::Qwen15: return "qwen1.5";
+    case ChatFormat::Qwen3: return "qwen3";
     case ChatFormat::None: break;
   }
   return "none";
 }
 
+std::string known_chat_formats() { return "exaone4, exaone3, llama3, llama3.1, qwen1.5, qwen3"; }
+
 std::vector<ChatSegment> render_chat(ChatFormat format, const ordered_json& messages, const ChatOptions& options) {
   if (!messages.is_array()) fail("chat messages: expected an array of {{\"role\", \"content\"}} objects");
   switch (format) {
     case ChatFormat::Exaone4: return render_exaone4(messages, options);
+    case ChatFormat::Exaone3: return chat::render_exaone3(messages, options);
+    case ChatFormat::Llama3: return chat::render_llama3(messages, options);
+    case ChatFormat::Llama31: return chat::render_llama31(messages, options);
+    case ChatFormat::Qwen15: return chat::render_qwen15(messages, options);
+    case ChatFormat::Qwen3: return chat::render_qwen3(messages, options);
     case ChatFormat::None: break;
   }
-  fail("this model has no chat template lorakit can render (supported: exaone4); "
-       "hint: use a prompt template with named fields instead");
+  fail("this model has no chat template lorakit can render (lorakit renders: {}); "
+       "hint: use data.prompt_template with named fields instead", known_chat_formats());
 }
 
 std::string render_chat_text(ChatFormat format, const ordered_json& messages, const ChatOptions& options) {

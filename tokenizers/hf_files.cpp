@@ -164,8 +164,14 @@ Tokenizer from_tokenizer_json(const fs::path& dir) {
   return Tokenizer(std::move(parts));
 }
 
-// vocab.json + merges.txt (GPT2Tokenizer), as transformers 5 converts them: byte-level BPE, the
-// GPT-2 regex, add_prefix_space from tokenizer_config.json, added tokens from added_tokens_decoder.
+// Qwen2Tokenizer's pre-tokenizer regex (transformers models/qwen2/tokenization_qwen2.py).
+constexpr const char* kQwen2Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+// vocab.json + merges.txt, as transformers 5 builds a tokenizer from them for the class
+// tokenizer_config.json names: GPT2Tokenizer (EXAONE 3.5 and 4.0: byte-level BPE with the GPT-2
+// regex) or Qwen2Tokenizer (Qwen1.5/2/2.5 and FinguAI: NFC, then its own regex split before the
+// byte-level mapping); add_prefix_space from the config, added tokens from added_tokens_decoder.
 Tokenizer from_gpt2_files(const fs::path& dir) {
   const std::string vocab_path = (dir / "vocab.json").string(), merges_path = (dir / "merges.txt").string();
   const json vocab_json = JsonReader::parse_file(vocab_path);
@@ -193,9 +199,28 @@ Tokenizer from_gpt2_files(const fs::path& dir) {
   parts.source = vocab_path + " + merges.txt";
   parts.model = make_bpe_model(std::move(vocab), merges, BpeOptions{}, merges_path);
   add_config_tokens(config, parts.added_tokens);
-  const bool prefix = config.value("add_prefix_space", false);
-  parts.pre_tokenizer = make_pre_tokenizer(
-      {{"type", "ByteLevel"}, {"add_prefix_space", prefix}, {"trim_offsets", true}, {"use_regex", true}}, "GPT-2 files");
+  const bool prefix = config.contains("add_prefix_space") && config["add_prefix_space"].is_boolean() &&
+                      config["add_prefix_space"].get<bool>();
+  const std::string tokenizer_class = config.contains("tokenizer_class") && config["tokenizer_class"].is_string()
+                                          ? config["tokenizer_class"].get<std::string>()
+                                          : "";
+  if (tokenizer_class.starts_with("Qwen2Tokenizer")) {
+    parts.source += " (Qwen2Tokenizer)";
+    parts.normalizer = make_normalizer({{"type", "NFC"}}, "Qwen2 files");
+    parts.pre_tokenizer = make_pre_tokenizer(
+        {{"type", "Sequence"},
+         {"pretokenizers",
+          {{{"type", "Split"}, {"pattern", {{"Regex", kQwen2Pattern}}}, {"behavior", "Isolated"}, {"invert", false}},
+           {{"type", "ByteLevel"}, {"add_prefix_space", prefix}, {"trim_offsets", true}, {"use_regex", false}}}}},
+        "Qwen2 files");
+  } else if (tokenizer_class.empty() || tokenizer_class.starts_with("GPT2Tokenizer")) {
+    parts.pre_tokenizer = make_pre_tokenizer(
+        {{"type", "ByteLevel"}, {"add_prefix_space", prefix}, {"trim_offsets", true}, {"use_regex", true}}, "GPT-2 files");
+  } else {
+    fail("{}: tokenizer_class '{}' with vocab.json + merges.txt: lorakit builds GPT2Tokenizer and Qwen2Tokenizer "
+         "from these files; hint: save the tokenizer with transformers so that the directory has a tokenizer.json",
+         (dir / "tokenizer_config.json").string(), tokenizer_class);
+  }
   parts.post_processor = make_post_processor(bos_eos_template(config, false, parts.added_tokens, *parts.model), "GPT-2 files");
   parts.decoder = make_decoder({{"type", "ByteLevel"}}, "GPT-2 files");
   finish(parts, config, dir);
