@@ -109,6 +109,7 @@ TEST(TokenizerParity, SplitIsolated) { check_case("split-isolated"); }
 TEST(TokenizerParity, NormalizerStripReplacePrepend) { check_case("normalizer-strip-replace-prepend"); }
 TEST(TokenizerParity, Gpt2SlowFiles) { check_case("gpt2-files"); }
 TEST(TokenizerParity, Gpt2SlowFilesPrefixSpaceBos) { check_case("gpt2-files-prefix-bos"); }
+TEST(TokenizerParity, Qwen2SlowFilesNfcAndQwenRegex) { check_case("qwen2-files"); }
 TEST(TokenizerParity, SentencePieceModel) { check_case("sentencepiece-bpe"); }
 TEST(TokenizerParity, SentencePieceConvertedToTokenizerJson) { check_case("sentencepiece-as-tokenizer-json"); }
 // The real files (../shared/models), over the whole corpus.
