@@ -63,6 +63,28 @@ TEST(Cli, InspectRealExaoneConfigCountsParametersAsTransformers) {
   EXPECT_EQ(parsed["memory"]["lora"][0]["trainable_params"].get<int64_t>(), 16 * 30 * (4096 + 2560 * 2 + 4096));
 }
 
+// `lorakit inspect --json` on each real config (../shared/models, copied verbatim by scripts/parity.py)
+// and the published shapes: transformers' num_parameters() exactly.
+TEST(Cli, InspectCountsEveryRealConfigAsTransformers) {
+  std::ifstream in(fs::path(lorakit::testing::parity_dir()) / "manifest.json");
+  ASSERT_TRUE(in) << "parity oracle output missing";
+  const nlohmann::json manifest = nlohmann::json::parse(in);
+  int visited = 0;
+  for (const auto& c : manifest["config_only"]) {
+    const std::string name = c["name"];
+    Result r = run("inspect --json " + parity(name).string());
+    ASSERT_EQ(r.exit_code, 0) << name << ": " << r.output;
+    const auto parsed = nlohmann::json::parse(r.output);
+    EXPECT_EQ(parsed["num_parameters"].get<int64_t>(), c["num_parameters"].get<int64_t>()) << name;
+    EXPECT_EQ(parsed["model_type"], c["model_type"]) << name;
+    std::printf("%-36s %-9s %lld parameters, as transformers counts\n", name.c_str(),
+                c["model_type"].get<std::string>().c_str(), static_cast<long long>(parsed["num_parameters"].get<int64_t>()));
+    ++visited;
+  }
+  EXPECT_GE(visited, 1);
+  if (visited < 8) GTEST_SKIP() << "../shared/models absent: only polyglot-ko-1.3b's shape checked";
+}
+
 TEST(Cli, InspectPolyglotShapedConfigBothTransformersVersions) {
   Result v5 = run("inspect " + parity("polyglot-ko-1.3b-config").string());  // written by transformers 5.x
   EXPECT_EQ(v5.exit_code, 0) << v5.output;

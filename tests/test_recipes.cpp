@@ -39,6 +39,18 @@ fs::path data_dir() { return fs::path(lorakit::testing::parity_dir()).parent_pat
 
 }  // namespace
 
+// Every recipe shipped in recipes/ parses, with its fields' types and known keys.
+TEST(Recipes, EveryShippedRecipeLoads) {
+  int loaded = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(LORAKIT_SOURCE_DIR) / "recipes")) {
+    if (entry.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(entry.path().string());
+    EXPECT_NO_THROW(lorakit::trainer::load_recipe(entry.path().string()));
+    ++loaded;
+  }
+  EXPECT_GE(loaded, 6);
+}
+
 TEST(Recipes, ReadOverrideAndWriteBack) {
   const auto path = scratch("r.yaml",
                             "model:\n  path: models/tiny\ndata:\n  path: rows.csv\n  prompt_template: \"Q: {q}\\nA: \"\n"
