@@ -222,6 +222,22 @@ def build_trained(out, train_texts):
         if (converted / extra).exists():
             (converted / extra).unlink()
     cases["sentencepiece-as-tokenizer-json"] = converted
+    # EEVE-Korean-10.8B's layout (Llama-2 era tokenizer.json: Prepend + Replace normalizers, no
+    # pre-tokenizer) under tokenizer_class LlamaTokenizer, legacy true and false: transformers 5
+    # rebuilds the pipeline from the class, not from the file.
+    spec = json.loads((converted / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"}, {
+        "type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]}
+    spec["pre_tokenizer"] = None
+    spec["model"]["unk_token"] = "<unk>"
+    config = json.loads((converted / "tokenizer_config.json").read_text(encoding="utf-8"))
+    for name, legacy in [("llama2-json-like-eeve-legacy", True), ("llama2-json-like-eeve", False)]:
+        directory = out / name
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+        (directory / "tokenizer_config.json").write_text(json.dumps(
+            dict(config, tokenizer_class="LlamaTokenizer", legacy=legacy), ensure_ascii=False), encoding="utf-8")
+        cases[name] = directory
     return cases
 
 

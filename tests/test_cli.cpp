@@ -128,8 +128,8 @@ TEST(Cli, BrokenConfigJson) {
   write(dir / "config.json", R"({"hidden_size": 64})");
   expect_failure(run("inspect " + dir.string()), {"config.json", "missing required key 'model_type'"});
 
-  write(dir / "config.json", R"({"model_type": "exaone"})");
-  expect_failure(run("inspect " + dir.string()), {"unsupported model_type 'exaone'", "did you mean 'exaone4'", "gpt_neox"});
+  write(dir / "config.json", R"({"model_type": "mistrall"})");
+  expect_failure(run("inspect " + dir.string()), {"unsupported model_type 'mistrall'", "did you mean 'mistral'", "gpt_neox"});
 
   write(dir / "config.json", R"({"model_type": "exaone4", "hidden_size": "2k"})");
   expect_failure(run("inspect " + dir.string()), {"key 'hidden_size'", "expected an integer", "\"2k\""});

@@ -32,7 +32,10 @@ std::unique_ptr<lorakit::CausalLM> model_from(const std::string& json_text) {
 }  // namespace
 
 TEST(Rope, Llama3InverseFrequenciesOfExaone12B) {
-  lorakit::RopeScaling scaling{"llama3", 16.0, 1.0, 4.0, 8192};
+  lorakit::RopeScaling scaling;
+  scaling.rope_type = "llama3";
+  scaling.factor = 16.0;
+  scaling.original_max_position_embeddings = 8192;
   at::Tensor inv_freq = lorakit::rope_inv_freq(64, 1e6, scaling);
   ASSERT_EQ(inv_freq.size(0), 32);
   // i -> value after the llama3 adjustment (architectures.md 1.4).
@@ -73,10 +76,21 @@ TEST(Config, ExaoneLayerTypesFromSlidingWindowPattern) {
 TEST(Config, UnsupportedRopeTypeIsAnError) {
   std::string message = error_of([] {
     model_from(R"({"model_type": "gpt_neox", "hidden_size": 32, "num_attention_heads": 4,
-                   "rope_scaling": {"rope_type": "yarn", "factor": 2}})");
+                   "rope_scaling": {"rope_type": "longrope", "factor": 2}})");
   });
   EXPECT_NE(message.find("rope_type"), std::string::npos) << message;
-  EXPECT_NE(message.find("llama3"), std::string::npos) << message;
+  EXPECT_NE(message.find("yarn"), std::string::npos) << message;
+  // A scaled type without its factor names the key.
+  message = error_of([] {
+    model_from(R"({"model_type": "llama", "hidden_size": 32, "num_attention_heads": 4, "rope_scaling": {"type": "linear"}})");
+  });
+  EXPECT_NE(message.find("factor"), std::string::npos) << message;
+  // qwen2: a sliding layer without a window is refused rather than run as a full one.
+  message = error_of([] {
+    model_from(R"({"model_type": "qwen2", "hidden_size": 32, "num_attention_heads": 4, "num_hidden_layers": 2,
+                   "layer_types": ["sliding_attention", "full_attention"]})");
+  });
+  EXPECT_NE(message.find("use_sliding_window"), std::string::npos) << message;
 }
 
 TEST(Loader, DamagedWeightsAndNoWeights) {

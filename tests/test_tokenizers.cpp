@@ -110,6 +110,8 @@ TEST(TokenizerParity, NormalizerStripReplacePrepend) { check_case("normalizer-st
 TEST(TokenizerParity, Gpt2SlowFiles) { check_case("gpt2-files"); }
 TEST(TokenizerParity, Gpt2SlowFilesPrefixSpaceBos) { check_case("gpt2-files-prefix-bos"); }
 TEST(TokenizerParity, Qwen2SlowFilesNfcAndQwenRegex) { check_case("qwen2-files"); }
+TEST(TokenizerParity, Llama2StyleJsonRebuiltAsLlamaTokenizerLikeEeve) { check_case("llama2-json-like-eeve"); }
+TEST(TokenizerParity, Llama2StyleJsonRebuiltAsLlamaTokenizerLegacy) { check_case("llama2-json-like-eeve-legacy"); }
 TEST(TokenizerParity, SentencePieceModel) { check_case("sentencepiece-bpe"); }
 TEST(TokenizerParity, SentencePieceConvertedToTokenizerJson) { check_case("sentencepiece-as-tokenizer-json"); }
 // The real files (../shared/models), over the whole corpus.

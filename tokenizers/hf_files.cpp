@@ -145,16 +145,46 @@ json bos_eos_template(const json& config, bool default_bos, const std::vector<Ad
   return {{"type", "TemplateProcessing"}, {"single", single}, {"special_tokens", specials}};
 }
 
+// transformers 5 does not run a LlamaTokenizer's tokenizer.json as written: the class rebuilds the
+// pipeline around the file's BPE vocabulary and merges (models/llama/tokenization_llama.py): no
+// normalizer, Metaspace with prepend_scheme "first" ("always" for legacy: true, "never" for
+// add_prefix_space: false), byte fallback, and the Replace/ByteFallback/Fuse(/Strip) decoder. Llama-2
+// style files such as EEVE's (Prepend + Replace normalizers, no pre-tokenizer) then split differently
+// from their JSON; lorakit does what transformers does.
+void rebuild_as_llama_tokenizer(json& spec, const json& config) {
+  const bool prefix = !(config.contains("add_prefix_space") && config["add_prefix_space"].is_boolean() &&
+                        !config["add_prefix_space"].get<bool>());
+  const bool legacy = config.contains("legacy") && config["legacy"].is_boolean() && config["legacy"].get<bool>();
+  spec["model"]["byte_fallback"] = true;
+  spec["model"]["fuse_unk"] = true;
+  spec["model"]["ignore_merges"] = false;
+  spec["normalizer"] = nullptr;
+  spec["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\u2581"},
+                           {"prepend_scheme", prefix ? (legacy ? "always" : "first") : "never"}, {"split", false}};
+  json decoders = json::array({{{"type", "Replace"}, {"pattern", {{"String", "\u2581"}}}, {"content", " "}},
+                               {{"type", "ByteFallback"}}, {{"type", "Fuse"}}});
+  if (prefix) decoders.push_back({{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}});
+  spec["decoder"] = {{"type", "Sequence"}, {"decoders", decoders}};
+}
+
 Tokenizer from_tokenizer_json(const fs::path& dir) {
   const std::string where = (dir / "tokenizer.json").string();
-  const json spec = JsonReader::parse_file(where);
+  json spec = JsonReader::parse_file(where);
   if (!spec.contains("model")) fail("{}: no \"model\" object; is this a Hugging Face tokenizer.json?", where);
+  const json config = read_tokenizer_config(dir);
+  const std::string tokenizer_class = config.contains("tokenizer_class") && config["tokenizer_class"].is_string()
+                                          ? config["tokenizer_class"].get<std::string>()
+                                          : "";
   TokenizerParts parts;
   parts.source = where;
+  if ((tokenizer_class == "LlamaTokenizer" || tokenizer_class == "LlamaTokenizerFast") && spec["model"].is_object() &&
+      spec["model"].value("type", "") == "BPE") {
+    rebuild_as_llama_tokenizer(spec, config);
+    parts.source += " (as transformers rebuilds a LlamaTokenizer)";
+  }
   parts.model = make_bpe_model(spec["model"], where + ": model");
   if (spec.contains("added_tokens"))
     for (const json& t : spec["added_tokens"]) parts.added_tokens.push_back(added_token_from_json(t, t.at("id").get<int32_t>()));
-  const json config = read_tokenizer_config(dir);
   add_config_tokens(config, parts.added_tokens);
   parts.normalizer = make_normalizer(spec.value("normalizer", json()), where + ": normalizer");
   parts.pre_tokenizer = make_pre_tokenizer(spec.value("pre_tokenizer", json()), where + ": pre_tokenizer");
