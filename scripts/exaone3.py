@@ -11,29 +11,26 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
-# Llama module name -> EXAONE 3 module name (regex over full tensor or module names).
-_TO_EXAONE = [
-    (r"^model\.embed_tokens", "transformer.wte"),
-    (r"^model\.norm", "transformer.ln_f"),
-    (r"^model\.layers\.(\d+)\.input_layernorm", r"transformer.h.\1.ln_1"),
-    (r"^model\.layers\.(\d+)\.post_attention_layernorm", r"transformer.h.\1.ln_2"),
-    (r"^model\.layers\.(\d+)\.self_attn\.o_proj", r"transformer.h.\1.attn.attention.out_proj"),
-    (r"^model\.layers\.(\d+)\.self_attn\.", r"transformer.h.\1.attn.attention."),
-    (r"^model\.layers\.(\d+)\.mlp\.gate_proj", r"transformer.h.\1.mlp.c_fc_0"),
-    (r"^model\.layers\.(\d+)\.mlp\.up_proj", r"transformer.h.\1.mlp.c_fc_1"),
-    (r"^model\.layers\.(\d+)\.mlp\.down_proj", r"transformer.h.\1.mlp.c_proj"),
+# Llama module name <-> EXAONE 3 module name, as name prefixes ({i}: the layer), most specific first.
+_PAIRS = [
+    ("model.embed_tokens", "transformer.wte"),
+    ("model.norm", "transformer.ln_f"),
+    ("model.layers.{i}.input_layernorm", "transformer.h.{i}.ln_1"),
+    ("model.layers.{i}.post_attention_layernorm", "transformer.h.{i}.ln_2"),
+    ("model.layers.{i}.self_attn.o_proj", "transformer.h.{i}.attn.attention.out_proj"),
+    ("model.layers.{i}.self_attn.", "transformer.h.{i}.attn.attention."),
+    ("model.layers.{i}.mlp.gate_proj", "transformer.h.{i}.mlp.c_fc_0"),
+    ("model.layers.{i}.mlp.up_proj", "transformer.h.{i}.mlp.c_fc_1"),
+    ("model.layers.{i}.mlp.down_proj", "transformer.h.{i}.mlp.c_proj"),
 ]
-_TO_LLAMA = [
-    (r"^transformer\.wte", "model.embed_tokens"),
-    (r"^transformer\.ln_f", "model.norm"),
-    (r"^transformer\.h\.(\d+)\.ln_1", r"model.layers.\1.input_layernorm"),
-    (r"^transformer\.h\.(\d+)\.ln_2", r"model.layers.\1.post_attention_layernorm"),
-    (r"^transformer\.h\.(\d+)\.attn\.attention\.out_proj", r"model.layers.\1.self_attn.o_proj"),
-    (r"^transformer\.h\.(\d+)\.attn\.attention\.", r"model.layers.\1.self_attn."),
-    (r"^transformer\.h\.(\d+)\.mlp\.c_fc_0", r"model.layers.\1.mlp.gate_proj"),
-    (r"^transformer\.h\.(\d+)\.mlp\.c_fc_1", r"model.layers.\1.mlp.up_proj"),
-    (r"^transformer\.h\.(\d+)\.mlp\.c_proj", r"model.layers.\1.mlp.down_proj"),
-]
+
+
+def _rules(source, target):
+    return [("^" + re.escape(pair[source]).replace(re.escape("{i}"), r"(\d+)"), pair[target].replace("{i}", r"\1"))
+            for pair in _PAIRS]
+
+
+_TO_EXAONE, _TO_LLAMA = _rules(0, 1), _rules(1, 0)
 # Leaf module names (LoRA target_modules).
 TARGETS_TO_EXAONE = {"o_proj": "out_proj", "gate_proj": "c_fc_0", "up_proj": "c_fc_1", "down_proj": "c_proj"}
 TARGETS_TO_LLAMA = {v: k for k, v in TARGETS_TO_EXAONE.items()}

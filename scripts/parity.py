@@ -95,6 +95,9 @@ CASES = {
     "mistral_no_window_tied": (MistralConfig(
         **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=1, sliding_window=None, tie_word_embeddings=True,
         rope_parameters={"rope_type": "default", "rope_theta": 1e6}), (40, 9, 1)),
+    "mistral_gqa1_window3_linear": (MistralConfig(
+        **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=4, sliding_window=3, tie_word_embeddings=True,
+        rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}), (33, 8, 2)),
     # Qwen2: q/k/v biases; the window only with use_sliding_window, on layers >= max_window_layers.
     "qwen2_tied": (Qwen2Config(
         **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
@@ -103,6 +106,9 @@ CASES = {
     "qwen2_sliding_upper_layers": (Qwen2Config(
         **dict(LLAMA_SHAPE, num_hidden_layers=3), num_attention_heads=4, num_key_value_heads=4,
         tie_word_embeddings=False, use_sliding_window=True, sliding_window=6, max_window_layers=1), (20, 13, 4)),
+    "qwen2_gqa4_untied_yarn": (Qwen2Config(
+        **LLAMA_SHAPE, num_attention_heads=8, num_key_value_heads=2, tie_word_embeddings=False,
+        rope_parameters=dict(YARN, rope_theta=1e6)), (64, 3, 1)),
     # Qwen3: per-head q/k norms, head_dim independent of hidden_size, layer_types.
     "qwen3_head_dim_tied": (Qwen3Config(
         **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=2, head_dim=32, tie_word_embeddings=True,
@@ -111,6 +117,9 @@ CASES = {
         **LLAMA_SHAPE, num_attention_heads=8, num_key_value_heads=2, head_dim=16, attention_bias=True,
         tie_word_embeddings=False, use_sliding_window=True, sliding_window=7,
         layer_types=["sliding_attention", "full_attention"]), (30, 12, 2)),
+    "qwen3_gqa1_untied_llama3": (Qwen3Config(
+        **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=4, head_dim=8, tie_word_embeddings=False,
+        rope_parameters=dict(LLAMA3, rope_theta=1e6), max_position_embeddings=128), (50, 50, 7)),
     # EXAONE 3.x: transformers' Llama saved under EXAONE's names (scripts/exaone3.py).
     "exaone_gqa2_tied_llama3": (LlamaConfig(
         **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
@@ -118,6 +127,10 @@ CASES = {
     "exaone_gqa1_untied": (LlamaConfig(
         **dict(LLAMA_SHAPE, num_hidden_layers=3), num_attention_heads=4, num_key_value_heads=4,
         tie_word_embeddings=False, rms_norm_eps=1e-5), (17, 17, 9)),
+    "exaone_gqa4_untied_dynamic": (LlamaConfig(
+        **LLAMA_SHAPE, num_attention_heads=8, num_key_value_heads=2, tie_word_embeddings=False, rms_norm_eps=1e-5,
+        max_position_embeddings=40, rope_parameters={"rope_type": "dynamic", "rope_theta": 1e4, "factor": 3.0}),
+        (64, 41, 1)),
 }
 
 # Cases saved in transformers 4.x's config dialect (top-level rope_theta + rope_scaling with `type`).

@@ -28,7 +28,10 @@ constexpr double kLossAtolF32 = 1e-5;
 constexpr double kGradAtolF32 = 1e-6;
 // bf16: both sides round every activation to 8 bits of mantissa, in a different order (SDPA vs
 // eager matmul+softmax); logits of these tiny models are O(1), so a few bf16 ulps.
-constexpr double kLogitsAtolBF16 = 2e-2;  // measured: at most 7.8e-3 over the cases
+constexpr double kLogitsAtolBF16 = 2e-2;  // measured: at most 7.8e-3 over the cases but one
+// ... or, where transformers' own bf16 logits are further from its fp32 ones (qwen3 with head_dim 8:
+// 2.1e-2), 1.5 times that distance: lorakit's bf16 must be as close to HF's as HF's bf16 is to fp32.
+constexpr double kBF16RelativeToHfOwnError = 1.5;
 
 fs::path parity_dir() {
   return fs::path(lorakit::testing::parity_dir());
@@ -61,7 +64,7 @@ TEST_F(Parity, EveryArchitectureHasCases) {
   }
   // exaone, exaone4, gpt_neox, llama, mistral, qwen2, qwen3
   EXPECT_EQ(visited, 7) << "architectures.def changed: update this count and scripts/parity.py";
-  EXPECT_GE(m_["cases"].size(), 20u);
+  EXPECT_GE(m_["cases"].size(), 24u);
 }
 
 TEST_F(Parity, LogitsLossAndInputGradientsMatchTransformers) {
@@ -97,7 +100,9 @@ TEST_F(Parity, LogitsLossAndInputGradientsMatchTransformers) {
       logits_bf16 = model_bf16->forward(input_ids, mask);
     }
     EXPECT_EQ(logits_bf16.scalar_type(), at::kBFloat16);
-    auto bf16_cmp = compare(logits_bf16, ref.tensor("logits_bf16"), kLogitsAtolBF16);
+    const double hf_bf16_error = (ref.tensor("logits_bf16") - ref.tensor("logits")).abs().max().item<double>();
+    auto bf16_cmp = compare(logits_bf16, ref.tensor("logits_bf16"),
+                            std::max(kLogitsAtolBF16, kBF16RelativeToHfOwnError * hf_bf16_error));
     EXPECT_TRUE(bf16_cmp.ok()) << "bf16 logits: max abs diff " << bf16_cmp.max_abs << "; " << bf16_cmp.first_mismatch;
     std::printf("%s %-28s fp32 logits %.2e  loss %.2e  grad %.2e  | bf16 logits %.2e\n", device.str().c_str(), name.c_str(), logits_cmp.max_abs,
                 loss_cmp.max_abs, grad_cmp.max_abs, bf16_cmp.max_abs);
