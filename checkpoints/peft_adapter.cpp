@@ -46,7 +46,7 @@ void save_peft_adapter(const fs::path& dir, const lora::LoraModel& lora, const s
       {"peft_type", "LORA"}, {"task_type", "CAUSAL_LM"}, {"base_model_name_or_path", base_model},
       {"revision", nullptr}, {"inference_mode", true}, {"r", lora.config.r}, {"lora_alpha", lora.config.lora_alpha},
       {"lora_dropout", lora.config.lora_dropout}, {"target_modules", target_modules_json(lora.config.target_modules)},
-      {"bias", "none"}, {"fan_in_fan_out", false}, {"use_rslora", lora.config.use_rslora}, {"use_dora", false},
+      {"bias", "none"}, {"fan_in_fan_out", lora.fan_in_fan_out}, {"use_rslora", lora.config.use_rslora}, {"use_dora", false},
       {"init_lora_weights", true}, {"modules_to_save", nullptr}, {"layers_to_transform", nullptr},
       {"layers_pattern", nullptr}, {"rank_pattern", nlohmann::json::object()},
       {"alpha_pattern", nlohmann::json::object()}, {"megatron_config", nullptr}, {"megatron_core", "megatron.core"},
@@ -65,8 +65,8 @@ lora::LoraConfig read_peft_adapter_config(const fs::path& dir) {
   const std::string type = config.string("peft_type", "LORA");
   if (type != "LORA") fail("{}: peft_type '{}' is not supported (lorakit reads LoRA adapters)", path.string(), type);
   if (config.boolean("use_dora", false)) fail("{}: DoRA adapters (use_dora: true) are not supported", path.string());
-  if (config.boolean("fan_in_fan_out", false))
-    fail("{}: fan_in_fan_out adapters (GPT-2 Conv1D) are not supported", path.string());
+  // fan_in_fan_out is not read: like PEFT (which corrects it with a warning), lorakit takes it from the
+  // module (GPT-2's Conv1D stores (in, out)); lora_A / lora_B have the same shapes either way.
   lora::LoraConfig out;
   out.r = config.integer("r", 8);
   out.lora_alpha = config.number("lora_alpha", 8);

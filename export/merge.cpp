@@ -67,7 +67,7 @@ MergeReport merge_adapter(const fs::path& model_dir, const fs::path& adapter_dir
       report.largest_change = change;
       report.largest_change_module = adapter.module;
     }
-    linear.weight = linear.weight + delta;
+    linear.weight = linear.weight + (linear.fan_in_fan_out ? delta.t() : delta);  // Conv1D stores (in, out)
     linear.adapter.reset();
   }
   const at::Tensor merged = model->forward(probe, at::ones_like(probe));

@@ -178,6 +178,7 @@ LoraModel inject_lora(CausalLM& model, LoraConfig config, uint64_t seed) {
     adapter->lora_A.set_requires_grad(true);
     adapter->lora_B.set_requires_grad(true);
     linear->adapter = adapter;
+    lora.fan_in_fan_out = lora.fan_in_fan_out || linear->fan_in_fan_out;
     lora.trainable_parameters += adapter->lora_A.numel() + adapter->lora_B.numel();
     lora.adapters.push_back({name, adapter});
   }

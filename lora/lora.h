@@ -70,6 +70,7 @@ struct LoraModel {
   std::vector<Adapter> adapters;
   int64_t trainable_parameters = 0;
   int64_t all_parameters = 0;  // base + LoRA, as PEFT counts
+  bool fan_in_fan_out = false;  // the adapted modules store (in, out) weights (GPT-2's Conv1D)
 
   // PEFT's print_trainable_parameters() line.
   std::string trainable_line() const;

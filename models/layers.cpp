@@ -10,6 +10,9 @@
 #include <ATen/ops/gelu.h>
 #include <ATen/ops/layer_norm.h>
 #include <ATen/ops/linear.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/repeat_interleave.h>
+#include <ATen/ops/softmax.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/pow.h>
 #include <ATen/ops/relu.h>
@@ -28,7 +31,7 @@
 namespace lorakit {
 
 at::Tensor Linear::forward(const at::Tensor& x) const {
-  at::Tensor y = at::linear(x, weight, bias);  // (..., out)
+  at::Tensor y = at::linear(x, fan_in_fan_out ? weight.t() : weight, bias);  // (..., out)
   if (adapter) y = y + adapter->delta(x);
   return y;
 }
@@ -38,6 +41,12 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   at::Tensor variance = h.pow(2).mean(-1, /*keepdim=*/true);
   h = h * at::rsqrt(variance + eps);
   return weight * h.to(x.scalar_type());
+}
+
+at::Tensor gemma_rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor h = x.to(at::kFloat);
+  h = h * at::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return (h * (1.0 + weight.to(at::kFloat))).to(x.scalar_type());
 }
 
 at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps) {
@@ -216,9 +225,22 @@ std::pair<at::Tensor, at::Tensor> append_kv(std::vector<at::Tensor>& keys, std::
 }
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionMask& mask,
-                     double scale) {
+                     double scale, double softcap) {
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   bool gqa = k.size(1) != H;
+  if (softcap > 0) {
+    // transformers' eager order: scores in the model dtype, capped, masked, softmax in float32.
+    const int64_t group = H / k.size(1), S = k.size(2);
+    const at::Tensor keys = gqa ? k.repeat_interleave(group, 1) : k, values = gqa ? v.repeat_interleave(group, 1) : v;
+    at::Tensor s = at::matmul(q, keys.transpose(-1, -2)) * scale;  // (B, H, T, S)
+    s = at::tanh(s / softcap) * softcap;
+    if (mask.additive.defined())
+      s = s + mask.additive;
+    else if (mask.causal && T > 1)
+      s = s.masked_fill(at::ones({T, S}, q.options().dtype(at::kBool)).triu(S - T + 1), lowest_of(q.scalar_type()));
+    const at::Tensor p = at::softmax(s, -1, at::kFloat).to(q.scalar_type());
+    return at::matmul(p, values).transpose(1, 2).reshape({B, T, H * D});  // (B, T, H*D)
+  }
   at::Tensor out = mask.additive.defined()
                        ? at::scaled_dot_product_attention(q, k, v, mask.additive, 0.0, false, scale, gqa)
                        : at::scaled_dot_product_attention(q, k, v, {}, 0.0, mask.causal, scale, gqa);

@@ -26,7 +26,8 @@ struct Linear {
   int64_t in_features = 0;
   int64_t out_features = 0;
   bool has_bias = false;
-  at::Tensor weight;  // (out, in)
+  bool fan_in_fan_out = false;  // weight stored (in, out), as GPT-2's Conv1D (PEFT's fan_in_fan_out)
+  at::Tensor weight;  // (out, in), or (in, out) with fan_in_fan_out
   at::Tensor bias;    // (out) or undefined
   std::shared_ptr<LinearAdapter> adapter;
 
@@ -37,6 +38,8 @@ struct Linear {
 
 // transformers' LlamaRMSNorm family: statistics in float32, cast back, then times weight.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+// GemmaRMSNorm: the same statistics, times (1 + weight) in float32, then cast back.
+at::Tensor gemma_rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 // nn.LayerNorm in the model dtype.
 at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps);
 
@@ -130,8 +133,10 @@ std::pair<at::Tensor, at::Tensor> append_kv(std::vector<at::Tensor>& keys, std::
 // The one attention entry point: softmax(q k^T * scale + mask) v with GQA, q (B, H, T, D), k/v
 // (B, Hkv, S, D) -> (B, T, H*D), through SDPA: without a mask tensor its causal kernels (flash on
 // CUDA); with one, the kernels that take a mask (memory-efficient on CUDA, the math path on the CPU).
+// `softcap` > 0 (Gemma-2) caps the scores, softcap * tanh(s / softcap), before the mask: SDPA has no
+// such hook, so that path materialises the (B, H, T, S) scores as transformers' eager attention does.
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionMask& mask,
-                     double scale);
+                     double scale, double softcap = 0.0);
 
 // y = block(x), keeping only x for the backward, which reruns the block (activation recompute).
 // `block` must capture what it uses by value. Without grad mode it is a plain call.

@@ -8,6 +8,7 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/embedding.h>
 #include <ATen/ops/linear.h>
+#include <ATen/ops/scalar_tensor.h>
 
 #include "core/error.h"
 
@@ -148,12 +149,19 @@ class LlamaForCausalLM final : public CausalLM {
     return (cfg_.tie_word_embeddings && name == "lm_head.weight") || name.ends_with(".rotary_emb.inv_freq");
   }
 
-  at::Tensor embed(const at::Tensor& input_ids) const override { return at::embedding(embed_tokens_, input_ids); }
+  at::Tensor embed(const at::Tensor& input_ids) const override {
+    const at::Tensor e = at::embedding(embed_tokens_, input_ids);  // (B, T, C)
+    if (!cfg_.scale_embeddings) return e;
+    return e * at::scalar_tensor(std::sqrt(static_cast<double>(cfg_.hidden_size)), e.options());
+  }
 
   at::Tensor forward_hidden(const at::Tensor& embeds, const TokenLayout& layout, KVCache* cache) const override {
     const int64_t B = embeds.size(0), T = embeds.size(1), D = cfg_.head_dim;
     const int64_t past = cache ? cache->length : 0;
     const double eps = cfg_.rms_norm_eps;
+    const auto norm = [gemma = cfg_.gemma_norm](const at::Tensor& x, const at::Tensor& w, double e) {
+      return gemma ? gemma_rms_norm(x, w, e) : rms_norm(x, w, e);
+    };
     const at::Tensor positions = token_positions(layout, T, past, embeds.options());  // (B or 1, T)
     auto [cos, sin] = rotary_.cos_sin(positions, embeds.scalar_type());                 // (B or 1, T, D)
     const AttentionMask full_mask = build_attention_mask(layout, T, past, 0, embeds.options());
@@ -166,7 +174,7 @@ class LlamaForCausalLM final : public CausalLM {
       // One decoder layer; captures by value so it can rerun in the backward (activation recompute).
       const auto block = [=, this](const at::Tensor& x) {
         const auto& l = layers_[i];
-        const at::Tensor n = rms_norm(x, l.input_layernorm, eps);
+        const at::Tensor n = norm(x, l.input_layernorm, eps);
         at::Tensor q = l.q_proj.forward(n).view({B, T, -1, D});  // (B, T, H, D)
         at::Tensor k = l.k_proj.forward(n).view({B, T, -1, D});  // (B, T, Hkv, D)
         at::Tensor v = l.v_proj.forward(n).view({B, T, -1, D}).transpose(1, 2);  // (B, Hkv, T, D)
@@ -179,13 +187,13 @@ class LlamaForCausalLM final : public CausalLM {
         if (cache) std::tie(k, v) = append_kv(cache->keys, cache->values, i, k, v);  // (B, Hkv, past + T, D)
         const at::Tensor a = attention(q, k, v, cfg_.sliding[i] ? sliding_mask : full_mask, scale);  // (B, T, H*D)
         const at::Tensor y = x + l.o_proj.forward(a);
-        const at::Tensor m = rms_norm(y, l.post_attention_layernorm, eps);
+        const at::Tensor m = norm(y, l.post_attention_layernorm, eps);
         return y + l.down_proj.forward(activation(cfg_.hidden_act, l.gate_proj.forward(m)) * l.up_proj.forward(m));
       };
       h = recompute_ && !cache ? recompute_in_backward(block, h) : block(h);
     }
     if (cache) cache->length += T;
-    return rms_norm(h, norm_, eps);  // (B, T, C)
+    return norm(h, norm_, eps);  // (B, T, C)
   }
 
   at::Tensor lm_head(const at::Tensor& h) const override {

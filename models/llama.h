@@ -1,7 +1,8 @@
 // The Llama decoder, shared by the model_types whose math is Llama's with a few switches, as
 // transformers' modular files derive them: llama, mistral (a sliding window on every layer),
 // qwen2 (q/k/v biases, sliding layers from layer_types), qwen3 (per-head q/k RMSNorm) and exaone
-// (EXAONE 3.x: Llama under other tensor and config names). Each model_type's file reads its own
+// (EXAONE 3.x: Llama under other tensor and config names) and gemma (a (1 + weight) RMSNorm and
+// scaled embeddings). Each model_type's file reads its own
 // config.json keys, with its class's defaults, into a LlamaConfig and builds this model.
 #pragma once
 
@@ -31,6 +32,8 @@ struct LlamaConfig {
   RopeConfig rope;
   bool qkv_bias = false, o_bias = false, mlp_bias = false;  // llama's attention_bias is q/k/v and o; qwen2's q/k/v
   bool qk_norm = false;                                     // qwen3: RMSNorm over head_dim on q and k
+  bool gemma_norm = false;        // gemma: every RMSNorm multiplies by (1 + weight) in float32
+  bool scale_embeddings = false;  // gemma: embeddings times sqrt(hidden_size), rounded to the model dtype
   int64_t sliding_window = 0;                               // 0: no window
   std::vector<bool> sliding;                                // per layer: attends within sliding_window
   bool tie_word_embeddings = false;

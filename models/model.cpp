@@ -9,7 +9,10 @@ namespace lorakit {
 #undef LORAKIT_ARCHITECTURE
 
 void ParamVisitor::linear(const std::string& name, Linear& linear) {
-  tensor(name + ".weight", linear.weight, {linear.out_features, linear.in_features});
+  if (linear.fan_in_fan_out)
+    tensor(name + ".weight", linear.weight, {linear.in_features, linear.out_features});
+  else
+    tensor(name + ".weight", linear.weight, {linear.out_features, linear.in_features});
   if (linear.has_bias) tensor(name + ".bias", linear.bias, {linear.out_features});
 }
 

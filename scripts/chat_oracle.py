@@ -20,6 +20,14 @@ EXAONE3_TEMPLATE = ("{% for message in messages %}{% if loop.first and message['
                     "{% if message['role'] == 'user' %}{{ '\\n' }}{% else %}{{ '[|endofturn|]\\n' }}{% endif %}{% endfor %}"
                     "{% if add_generation_prompt %}{{ '[|assistant|]' }}{% endif %}")
 
+# gemma-2-*-it's (and gemma-1.1-*-it's) tokenizer_config.json chat_template, as Google publishes it.
+GEMMA_TEMPLATE = ("{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+                  "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+                  "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+                  "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
+                  "{% endif %}{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}"
+                  "{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}")
+
 SENTENCES = ["LoRA가 뭐야?", "rank는 16, 32, 64 중에 무엇이 좋아?", "서울 날씨 알려줘.", "오늘 회의는 몇 시에 시작하나요?",
              "What is a low-rank adapter?", "  앞뒤 공백이 있는 문장  ", "줄바꿈이\n있는 답변입니다.\n", "1+1은?",
              "메시지 템플릿 승인 기준을 설명해 주세요.", "알림톡 문구를 더 친절하게 바꿔 줘.", "Yes.", "감사합니다!",
@@ -33,7 +41,7 @@ def conversations(rng, count, family):
     cases = []
     for i in range(count):
         messages = []
-        if rng.random() < 0.5:
+        if rng.random() < 0.5 and family != "gemma":  # Gemma's template refuses a system turn
             messages.append({"role": "system", "content": rng.choice(SYSTEMS)})
         turns = rng.randint(1, 4)
         for t in range(turns):
@@ -113,6 +121,7 @@ def write(out: Path, shared: Path, trained: dict):
         if path.exists():
             templates[family] = json.loads(path.read_text())["chat_template"]
     templates["exaone3"] = EXAONE3_TEMPLATE
+    templates["gemma"] = GEMMA_TEMPLATE
 
     llama_tokens = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
     qwen3_tokens = [(t, False) for t in ["<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>",
@@ -124,6 +133,10 @@ def write(out: Path, shared: Path, trained: dict):
             tokenizer_json_dir(directory, trained["split-llama3-ignore-merges"], llama_tokens, {
                 "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "pad_token": "<|end_of_text|>",
                 "chat_template": template})
+        elif family == "gemma":
+            tokenizer_json_dir(directory, trained["split-llama3-ignore-merges"],
+                               ["<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"],
+                               {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<|pad|>", "chat_template": template})
         elif family.startswith("qwen"):
             files_dir(directory, trained["qwen2-files"], template, qwen3_tokens if family == "qwen3" else [])
         else:

@@ -18,8 +18,8 @@ import torch
 import transformers
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
-from transformers import (AutoModelForCausalLM, Exaone4Config, GPTNeoXConfig, LlamaConfig, MistralConfig,
-                          Qwen2Config, Qwen3Config)
+from transformers import (AutoModelForCausalLM, Exaone4Config, Gemma2Config, GemmaConfig, GPT2Config, GPTNeoXConfig,
+                          LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config)
 
 import exaone3
 
@@ -46,6 +46,7 @@ def llama(tied=False, **kwargs):
     return LlamaConfig(**SHAPE, tie_word_embeddings=tied, **kwargs)
 
 
+NO_DROPOUT = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)  # the oracle runs in train mode
 ALL_EXAONE3 = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # renamed on save
 
 CASES = {
@@ -64,6 +65,17 @@ CASES = {
     "qwen2-tied-default-r4": (lambda: Qwen2Config(**SHAPE, tie_word_embeddings=True), dict(r=4, lora_alpha=8)),
     "qwen3-all-linear-rslora": (lambda: Qwen3Config(**SHAPE, head_dim=32, tie_word_embeddings=True),
                                 dict(r=4, lora_alpha=8, target_modules="all-linear", use_rslora=True)),
+    "gemma-default-r4": (lambda: GemmaConfig(**SHAPE, head_dim=16, tie_word_embeddings=True), dict(r=4, lora_alpha=8)),
+    "gemma2-qkvo-r4": (lambda: Gemma2Config(**SHAPE, head_dim=16, query_pre_attn_scalar=16, attn_logit_softcapping=5.0,
+                                            final_logit_softcapping=3.0, sliding_window=4, tie_word_embeddings=True),
+                       dict(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])),
+    # GPT-2: PEFT's default c_attn (a Conv1D: PEFT sets fan_in_fan_out), and every Conv1D.
+    "gpt2-default-r4": (lambda: GPT2Config(vocab_size=211, n_positions=64, n_embd=64, n_layer=2, n_head=4,
+                                           bos_token_id=1, eos_token_id=2, **NO_DROPOUT),
+                        dict(r=4, lora_alpha=8, fan_in_fan_out=True)),
+    "gpt2-all-conv1d-r2": (lambda: GPT2Config(vocab_size=211, n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                                              tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, **NO_DROPOUT),
+                           dict(r=2, lora_alpha=4, target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True)),
     # EXAONE 3: PEFT on the Llama oracle, base and adapter renamed to EXAONE's names (scripts/exaone3.py).
     "exaone-all-r4": (lambda: llama(tied=True, rms_norm_eps=1e-5), dict(r=4, lora_alpha=8, target_modules=ALL_EXAONE3)),
 }

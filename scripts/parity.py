@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import (AutoModelForCausalLM, Exaone4Config, GPTNeoXConfig, LlamaConfig, MistralConfig,
-                          Qwen2Config, Qwen3Config)
+from transformers import (AutoModelForCausalLM, Exaone4Config, Gemma2Config, GemmaConfig, GPT2Config, GPTNeoXConfig,
+                          LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config)
 
 import exaone3
 
@@ -131,12 +131,39 @@ CASES = {
         **LLAMA_SHAPE, num_attention_heads=8, num_key_value_heads=2, tie_word_embeddings=False, rms_norm_eps=1e-5,
         max_position_embeddings=40, rope_parameters={"rope_type": "dynamic", "rope_theta": 1e4, "factor": 3.0}),
         (64, 41, 1)),
+    # Gemma: (1 + w) norms, sqrt(H)-scaled embeddings, GeGLU, multi-query attention, head_dim > H/heads.
+    "gemma_mqa_tied": (GemmaConfig(
+        **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=1, head_dim=32, tie_word_embeddings=True),
+        (64, 30, 1)),
+    "gemma_gqa2_legacy_gelu": (GemmaConfig(
+        **dict(LLAMA_SHAPE, num_hidden_layers=3), num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+        hidden_act="gelu", tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 1e4}),
+        (23, 23, 5)),
+    # Gemma-2: sandwich norms, query_pre_attn_scalar, soft-capped attention and logits, even layers slide.
+    "gemma2_softcap_sliding": (Gemma2Config(
+        **dict(LLAMA_SHAPE, num_hidden_layers=4), num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+        query_pre_attn_scalar=24, attn_logit_softcapping=5.0, final_logit_softcapping=3.0, sliding_window=6,
+        tie_word_embeddings=True), (40, 17, 3)),
+    "gemma2_gqa1_no_caps_layer_types": (Gemma2Config(
+        **LLAMA_SHAPE, num_attention_heads=4, num_key_value_heads=4, head_dim=16, query_pre_attn_scalar=16,
+        attn_logit_softcapping=None, final_logit_softcapping=None, sliding_window=4,
+        layer_types=["full_attention", "sliding_attention"], tie_word_embeddings=False), (30, 9, 1)),
+    # GPT-2: Conv1D projections, learned positions, gelu_new, tied; the inverse-layer-index scaling.
+    "gpt2_tied": (GPT2Config(
+        vocab_size=256, n_positions=128, n_embd=64, n_layer=2, n_head=4, tie_word_embeddings=True,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0), (64, 33, 1)),
+    "gpt2_inverse_layer_scaling_n_inner": (GPT2Config(
+        vocab_size=200, n_positions=64, n_embd=48, n_layer=3, n_head=3, n_inner=80,
+        scale_attn_by_inverse_layer_idx=True, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0), (40, 12, 2)),
 }
 
 # Cases saved in transformers 4.x's config dialect (top-level rope_theta + rope_scaling with `type`).
 CONFIG_4X = {"llama_yarn_4x_config", "llama_gqa4_linear"}
 # Keys rewritten after saving (None deletes): Qwen2.5's files keep a sliding_window value with
 # use_sliding_window false and no layer_types; transformers then uses no window.
+# Weights scaled up after init, so that a case's feature shows: random q/k give attention scores far
+# below Gemma-2's soft cap, where tanh is the identity (a missing cap moved logits by 1e-6 only).
+WEIGHT_SCALES = {"gemma2_softcap_sliding": {"q_proj": 6.0, "k_proj": 6.0}}
 CONFIG_EDITS = {"qwen2_tied": {"sliding_window": 4, "layer_types": None}}
 
 # polyglot-ko-1.3b's published shape (model card; architectures.md section 2.1).
@@ -144,6 +171,20 @@ POLYGLOT_KO_1_3B = GPTNeoXConfig(
     vocab_size=30080, hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=16,
     rotary_pct=0.5, rotary_emb_base=10000, max_position_embeddings=2048, layer_norm_eps=1e-5, hidden_act="gelu",
     use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=0, eos_token_id=0)
+
+
+# Published shapes of seed models whose config.json is not in ../shared (../shared/models/README.md).
+PUBLISHED_SHAPES = {
+    "gemma-2-2b-it-config": lambda: Gemma2Config(
+        vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8,
+        num_key_value_heads=4, head_dim=256, sliding_window=4096, query_pre_attn_scalar=256,
+        attn_logit_softcapping=50.0, final_logit_softcapping=30.0, tie_word_embeddings=True),
+    "gemma-2b-config": lambda: GemmaConfig(  # gemma-ko-v01's shape
+        vocab_size=256000, hidden_size=2048, intermediate_size=16384, num_hidden_layers=18, num_attention_heads=8,
+        num_key_value_heads=1, head_dim=256, tie_word_embeddings=True),
+    "kogpt2-base-v2-config": lambda: GPT2Config(  # skt/kogpt2-base-v2
+        vocab_size=51200, n_positions=1024, n_embd=768, n_layer=12, n_head=12, tie_word_embeddings=True),
+}
 
 
 def batch(lengths, vocab_size, generator):
@@ -164,8 +205,11 @@ def make_case(out: Path, name: str, config, lengths, seed: int):
     # Random norms (not all ones) so that a weight applied in the wrong place shows up.
     with torch.no_grad():
         for pname, p in model.named_parameters():
-            if "norm" in pname or "bias" in pname:
+            if "norm" in pname or "bias" in pname or ".ln_" in pname:
                 p.add_(torch.randn_like(p) * 0.1)
+            for module, factor in WEIGHT_SCALES.get(name, {}).items():
+                if f".{module}." in pname:
+                    p.mul_(factor)
     case_dir = out / name
     if name.startswith("exaone_"):
         exaone3.save_as_exaone(model, case_dir)
@@ -242,6 +286,7 @@ def main():
     cases = [make_case(tmp, name, config, lengths, seed=1000 + i)
              for i, (name, (config, lengths)) in enumerate(CASES.items())]
     shapes = [config_only(tmp, "polyglot-ko-1.3b-config", POLYGLOT_KO_1_3B)]
+    shapes += [config_only(tmp, name, make()) for name, make in PUBLISHED_SHAPES.items()]
     exaone = Path(__file__).resolve().parent.parent.parent / "shared/models/EXAONE-4.0-1.2B/config.json"
     if exaone.exists():
         shapes.append(config_only(tmp, "exaone-4.0-1.2b-config", Exaone4Config.from_json_file(exaone)))

@@ -82,7 +82,7 @@ TEST(Cli, InspectCountsEveryRealConfigAsTransformers) {
     ++visited;
   }
   EXPECT_GE(visited, 1);
-  if (visited < 8) GTEST_SKIP() << "../shared/models absent: only polyglot-ko-1.3b's shape checked";
+  if (visited < 11) GTEST_SKIP() << "../shared/models absent: only polyglot-ko-1.3b's shape checked";
 }
 
 TEST(Cli, InspectPolyglotShapedConfigBothTransformersVersions) {

@@ -171,8 +171,8 @@ TEST(ChatTemplate, Exaone4MatchesApplyChatTemplate) {
   std::printf("%zu EXAONE chat renderings identical to apply_chat_template\n", n);
 }
 
-// Llama 3, Llama 3.1/3.2, Qwen1.5, Qwen3 and EXAONE 3.5: their real templates (../shared; EXAONE
-// 3.5's as LG publishes it) on tokenizers with their special tokens, 60 generated conversations
+// Llama 3, Llama 3.1/3.2, Qwen1.5, Qwen3, EXAONE 3.5 and Gemma: their real templates (../shared;
+// EXAONE 3.5's and Gemma-2's as LG and Google publish them) on tokenizers with their special tokens, 60 generated conversations
 // each (system or not, 1-4 turns, padded whitespace, generation prompts, thinking on/off/unset,
 // reasoning, tools): text and ids equal apply_chat_template's.
 TEST(ChatTemplate, FamiliesMatchApplyChatTemplate) {
@@ -213,7 +213,13 @@ TEST(ChatTemplate, FamiliesMatchApplyChatTemplate) {
   }
   for (const auto& [family, count] : rendered) std::printf("%s: %d conversations identical to apply_chat_template\n", family.c_str(), count);
   EXPECT_GE(rendered["exaone3"], 50);
-  if (rendered.size() < 5) GTEST_SKIP() << "../shared/models absent: only EXAONE 3.5's template checked";
+  EXPECT_GE(rendered["gemma"], 50);
+  // Gemma's template refuses a system turn and turns out of order, as apply_chat_template raises.
+  const ordered_json system = ordered_json::parse(R"([{"role": "system", "content": "x"}, {"role": "user", "content": "y"}])");
+  EXPECT_THROW(render_chat(ChatFormat::Gemma, system), lorakit::Error);
+  const ordered_json twice = ordered_json::parse(R"([{"role": "user", "content": "x"}, {"role": "user", "content": "y"}])");
+  EXPECT_THROW(render_chat(ChatFormat::Gemma, twice), lorakit::Error);
+  if (rendered.size() < 6) GTEST_SKIP() << "../shared/models absent: only EXAONE 3.5's and Gemma's templates checked";
   for (const auto& [family, count] : rendered) EXPECT_GE(count, 50) << family;
 }
 

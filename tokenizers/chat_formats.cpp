@@ -211,6 +211,27 @@ std::vector<ChatSegment> render_qwen3(const ordered_json& messages, const ChatOp
   return out.segments;
 }
 
+// Gemma and Gemma-2 IT: BOS, `<start_of_turn>user|model\n` + the content trimmed + `<end_of_turn>\n`,
+// turns alternating from the user; the template refuses a system turn, and so does lorakit.
+std::vector<ChatSegment> render_gemma(const ordered_json& messages, const ChatOptions& options) {
+  Output out;
+  out.add(options.bos_token, false);
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const std::string role = role_of(messages[i], i, {}, "the Gemma template");
+    if (i == 0 && role == "system")
+      fail("chat message 0: System role not supported (the Gemma template); hint: put the instructions in the "
+           "first user turn");
+    if ((role == "user") != (i % 2 == 0))
+      fail("chat message {}: Conversation roles must alternate user/assistant/user/assistant/... (the Gemma template)", i);
+    const bool assistant = role == "assistant";
+    out.add("<start_of_turn>" + std::string(assistant ? "model" : role) + "\n", false);
+    out.add(python_strip(text_of(messages[i], "content", i)) + "<end_of_turn>", assistant);
+    out.add("\n", false);
+  }
+  if (options.add_generation_prompt) out.add("<start_of_turn>model\n", false);
+  return out.segments;
+}
+
 // EXAONE 3.0 / 3.5 Instruct: `[|role|]content`, a newline after user turns and `[|endofturn|]\n`
 // after the others, an empty system turn first when there is none.
 std::vector<ChatSegment> render_exaone3(const ordered_json& messages, const ChatOptions& options) {

@@ -67,6 +67,7 @@ inline std::string strip_chars(std::string_view s, std::string_view chars, bool 
   return std::string(s.substr(begin, end - begin));
 }
 
+std::vector<ChatSegment> render_gemma(const ordered_json& messages, const ChatOptions& options);
 std::vector<ChatSegment> render_exaone3(const ordered_json& messages, const ChatOptions& options);
 std::vector<ChatSegment> render_llama3(const ordered_json& messages, const ChatOptions& options);
 std::vector<ChatSegment> render_llama31(const ordered_json& messages, const ChatOptions& options);
