@@ -135,6 +135,12 @@ std::vector<Generation> generate_batch(const CausalLM& model, const tokenizers::
     rows[static_cast<size_t>(r)].out.finish_reason = "length";
   }
   const bool padded = std::any_of(prompts.begin(), prompts.end(), [&](const auto& p) { return p.size() != longest; });
+  if (padded && !model.masks_padding()) {
+    // A recurrent model would read the left padding into its state: one prompt at a time.
+    std::vector<Generation> out;
+    for (const auto& p : prompts) out.push_back(generate_batch(model, tokenizer, {p}, config, device, stream).front());
+    return out;
+  }
   const auto long_tensor = [&](const std::vector<int64_t>& v, int64_t cols) {
     return at::tensor(v, at::kLong).view({B, cols}).to(device);
   };

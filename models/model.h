@@ -39,6 +39,7 @@ struct ArchSummary {
 // shorter prompts are left-padded and their padding hidden by the layout's attention mask.
 struct KVCache {
   std::vector<at::Tensor> keys, values;  // per layer: (B, Hkv, S, D)
+  std::vector<at::Tensor> state;         // recurrent models (rwkv): their per-layer state instead
   int64_t length = 0;                    // tokens already in the cache
 };
 
@@ -48,6 +49,9 @@ class CausalLM {
 
   virtual ArchSummary summary() const = 0;
   virtual int64_t vocab_size() const = 0;
+  // Whether the layout's attention mask hides padding. A recurrent model (rwkv) reads every token in
+  // order: right padding is harmless, left padding and packed rows are not.
+  virtual bool masks_padding() const { return true; }
   virtual void visit(ParamVisitor& visitor) = 0;
   // Checkpoint tensors this architecture knows and drops (legacy buffers, a tied lm_head copy).
   virtual bool ignores_checkpoint_tensor(const std::string& name) const { return false; }

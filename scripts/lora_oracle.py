@@ -19,7 +19,7 @@ import transformers
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
 from transformers import (AutoModelForCausalLM, Exaone4Config, Gemma2Config, GemmaConfig, GPT2Config, GPTNeoXConfig,
-                          LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config)
+                          LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, RwkvConfig)
 
 import exaone3
 
@@ -76,6 +76,13 @@ CASES = {
     "gpt2-all-conv1d-r2": (lambda: GPT2Config(vocab_size=211, n_positions=64, n_embd=32, n_layer=2, n_head=2,
                                               tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, **NO_DROPOUT),
                            dict(r=2, lora_alpha=4, target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True)),
+    # RWKV: PEFT's default targets (key, value, receptance, output: seven Linears a block). Without
+    # rescale_every first (transformers' eval mode leaves PEFT's unmerged delta unscaled), then with it.
+    "rwkv-default-r4": (lambda: RwkvConfig(vocab_size=211, hidden_size=64, num_hidden_layers=2, intermediate_size=128,
+                                           rescale_every=0, bos_token_id=1, eos_token_id=2), dict(r=4, lora_alpha=8)),
+    "rwkv-rescale2-r2": (lambda: RwkvConfig(vocab_size=211, hidden_size=32, num_hidden_layers=4, intermediate_size=64,
+                                            rescale_every=2, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2),
+                         dict(r=2, lora_alpha=4)),
     # EXAONE 3: PEFT on the Llama oracle, base and adapter renamed to EXAONE's names (scripts/exaone3.py).
     "exaone-all-r4": (lambda: llama(tied=True, rms_norm_eps=1e-5), dict(r=4, lora_alpha=8, target_modules=ALL_EXAONE3)),
 }

@@ -28,7 +28,7 @@ import torch
 import transformers
 from safetensors.torch import save_file
 from transformers import (AutoModelForCausalLM, Exaone4Config, Gemma2Config, GemmaConfig, GPT2Config, GPTNeoXConfig,
-                          LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config)
+                          LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, RwkvConfig)
 
 import exaone3
 
@@ -155,6 +155,14 @@ CASES = {
     "gpt2_inverse_layer_scaling_n_inner": (GPT2Config(
         vocab_size=200, n_positions=64, n_embd=48, n_layer=3, n_head=3, n_inner=80,
         scale_attn_by_inverse_layer_idx=True, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0), (40, 12, 2)),
+    # RWKV-4: token shift, the WKV recurrence, squared-ReLU channel mix, pre_ln; rescale_every (the
+    # fp32 reference is train mode, without the rescale; bf16 is eval mode, with it).
+    "rwkv_rescale2_untied": (RwkvConfig(
+        vocab_size=256, hidden_size=64, num_hidden_layers=4, intermediate_size=128, rescale_every=2,
+        tie_word_embeddings=False), (64, 30, 1)),
+    "rwkv_attention_hidden_tied": (RwkvConfig(
+        vocab_size=200, hidden_size=48, num_hidden_layers=2, attention_hidden_size=48, intermediate_size=96,
+        rescale_every=0, tie_word_embeddings=True), (20, 20, 7)),
 }
 
 # Cases saved in transformers 4.x's config dialect (top-level rope_theta + rope_scaling with `type`).
@@ -182,6 +190,8 @@ PUBLISHED_SHAPES = {
     "gemma-2b-config": lambda: GemmaConfig(  # gemma-ko-v01's shape
         vocab_size=256000, hidden_size=2048, intermediate_size=16384, num_hidden_layers=18, num_attention_heads=8,
         num_key_value_heads=1, head_dim=256, tie_word_embeddings=True),
+    "korwkv-1.5b-config": lambda: RwkvConfig(  # beomi/KoAlpaca-KoRWKV-1.5B as far as published
+        vocab_size=52000, hidden_size=2048, num_hidden_layers=24, context_length=16384),
     "kogpt2-base-v2-config": lambda: GPT2Config(  # skt/kogpt2-base-v2
         vocab_size=51200, n_positions=1024, n_embd=768, n_layer=12, n_head=12, tie_word_embeddings=True),
 }
@@ -202,6 +212,14 @@ def make_case(out: Path, name: str, config, lengths, seed: int):
     torch.manual_seed(seed)
     config._attn_implementation = "eager"
     model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").float().eval()
+    if config.model_type == "rwkv":
+        # Random decays and bonuses (the init's are structured), and the fp32 forward with gradients in
+        # train mode: transformers rescales only in eval mode, which lorakit does only without gradients.
+        with torch.no_grad():
+            for block in model.rwkv.blocks:
+                block.attention.time_decay.copy_(torch.randn_like(block.attention.time_decay))
+                block.attention.time_first.copy_(torch.randn_like(block.attention.time_first))
+        model.train()
     # Random norms (not all ones) so that a weight applied in the wrong place shows up.
     with torch.no_grad():
         for pname, p in model.named_parameters():
@@ -228,6 +246,7 @@ def make_case(out: Path, name: str, config, lengths, seed: int):
     embeds = model.get_input_embeddings()(input_ids).detach().requires_grad_(True)
     output = model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
     output.loss.backward()
+    model.eval()
     with torch.no_grad():
         logits_bf16 = model.to(torch.bfloat16)(input_ids=input_ids, attention_mask=attention_mask).logits
     save_file({

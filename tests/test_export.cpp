@@ -394,6 +394,35 @@ TEST(Generation, BatchedGreedyEqualsOneAtATime) {
   EXPECT_EQ(visited, 15);  // 5 bases with and without their adapter, 5 parity models
 }
 
+// RWKV generates from its recurrent state: each step's logits equal those of a forward over the whole
+// prefix, and so the greedy sequence equals the one recomputed token by token.
+TEST(Generation, RecurrentStateEqualsRecomputingThePrefix) {
+  for (const char* name : {"rwkv_rescale2_untied", "rwkv_attention_hidden_tied"}) {
+    SCOPED_TRACE(name);
+    const fs::path dir = fs::path(lorakit::testing::parity_dir()) / name;
+    auto model = load_hf_model(dir, {at::kFloat, at::kCPU});
+    c10::NoGradGuard no_grad;
+    at::manual_seed(3);
+    std::vector<int64_t> ids;
+    for (int i = 0; i < 7; ++i) ids.push_back(at::randint(3, 200, {1}, at::kLong).item<int64_t>());
+    const auto row = [](const std::vector<int64_t>& v) { return at::tensor(v, at::kLong).view({1, -1}); };
+    KVCache state;
+    at::Tensor logits = model->forward_cached(row(ids), state);  // (1, 7, V)
+    double worst = 0;
+    std::vector<int64_t> from_state, recomputed = ids;
+    for (int step = 0; step < 16; ++step) {
+      const at::Tensor full = model->forward(row(recomputed), TokenLayout());  // (1, n, V)
+      worst = std::max(worst, (logits[0][-1] - full[0][-1]).abs().max().item<double>());
+      recomputed.push_back(full[0][-1].argmax().item<int64_t>());
+      from_state.push_back(logits[0][-1].argmax().item<int64_t>());
+      logits = model->forward_cached(row({from_state.back()}), state);  // (1, 1, V)
+    }
+    EXPECT_EQ(from_state, std::vector<int64_t>(recomputed.begin() + 7, recomputed.end()));
+    EXPECT_LT(worst, 1e-5);
+    std::printf("%s: 16 tokens from the recurrent state equal recomputing the prefix (logits within %.2e)\n", name, worst);
+  }
+}
+
 TEST(Scores, ExactMatchAndPerLabelF1) {
   // References: pos pos neg neg neu; predictions: pos neg neg other neu.
   const auto s = inference::score({"pos", " neg", "neg\n", "other", "neu"}, {"pos", "pos", "neg", "neg", "neu"});
