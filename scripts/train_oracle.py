@@ -31,14 +31,44 @@ STEPS, MICRO, ACCUM, LR, WARMUP, WD = 10, 2, 2, 1e-3, 2, 0.01
 
 
 def write_other_architectures(out, model_dir, vocab_size):
-    """Tiny random llama and qwen2 models with the same tokenizer (the cross-architecture sweep's)."""
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
-    shape = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-                 bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    for name, config in {"llama": LlamaConfig(**shape), "qwen2": Qwen2Config(**shape)}.items():
-        torch.manual_seed(1)
-        target = out / f"model-{name}"
+    """Tiny random models with the same tokenizer: llama and qwen2 (the cross-architecture sweep), and
+    the eight Oh-LoRA candidates (../shared/datasets/ohlora/model_selection) scaled down in width and
+    depth with their architecture and options kept (the Oh-LoRA sweep)."""
+    from transformers import (AutoModelForCausalLM, Gemma2Config, GemmaConfig, GPTNeoXConfig, LlamaConfig,
+                              Qwen2Config, RwkvConfig)
+    ids = dict(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    shape = dict(ids, hidden_size=64, intermediate_size=128, num_hidden_layers=2)
+    llama32 = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    models = {
+        "model-llama": LlamaConfig(**shape, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
+        "model-qwen2": Qwen2Config(**shape, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
+        # gemma-2-2b-it: 8:4 heads, head_dim 256 > H/heads, soft caps, sliding window, tied.
+        "ohlora/gemma-2-2b-it": Gemma2Config(**shape, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                                             query_pre_attn_scalar=32, sliding_window=16, tie_word_embeddings=True),
+        # koquality-polyglot-1.3b and polyglot-ko-1.3b: half rotary, parallel residual, untied.
+        "ohlora/koquality-polyglot-1.3b": GPTNeoXConfig(**shape, num_attention_heads=4, rotary_pct=0.5,
+                                                        use_parallel_residual=True, tie_word_embeddings=False),
+        "ohlora/polyglot-ko-1.3b": GPTNeoXConfig(**shape, num_attention_heads=4, rotary_pct=0.5,
+                                                 use_parallel_residual=True, tie_word_embeddings=False),
+        # gemma-ko-v01 (gemma-2b): multi-query, head_dim 256 > H/heads, tied.
+        "ohlora/gemma-ko-v01": GemmaConfig(**shape, num_attention_heads=4, num_key_value_heads=1, head_dim=32,
+                                           tie_word_embeddings=True),
+        # llama1B (Llama-3.2-1B): GQA 4:1, llama3 RoPE, tied.
+        "ohlora/llama1B": LlamaConfig(**shape, num_attention_heads=8, num_key_value_heads=2, rope_parameters=llama32,
+                                      tie_word_embeddings=True),
+        # TinyKo (a small llama; its exact config is not in ../shared): GQA 2:1, untied.
+        "ohlora/TinyKo": LlamaConfig(**shape, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False),
+        # KoAlpaca-KoRWKV-1.5B: RWKV-4, untied head.
+        "ohlora/KoAlpaca-KoRWKV-1.5B": RwkvConfig(**ids, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                                  rescale_every=6, tie_word_embeddings=False),
+        # FinguAI-Chat-v1 (Qwen1.5-0.5B-Chat): q/k/v biases, tied.
+        "ohlora/FinguAI-Chat-v1": Qwen2Config(**shape, num_attention_heads=4, num_key_value_heads=4,
+                                              tie_word_embeddings=True),
+    }
+    for seed, (name, config) in enumerate(models.items()):
+        torch.manual_seed(seed)
+        target = out / name
         AutoModelForCausalLM.from_config(config).save_pretrained(str(target))
         for f in model_dir.iterdir():
             if f.name.startswith("tokenizer") or f.name == "chat_template.jinja":

@@ -185,6 +185,34 @@ TEST(Sweep, AcrossArchitecturesOneReportRowPerModel) {
   EXPECT_EQ(models, (std::set<std::string>{"model-llama", "model-qwen2", "model"}));
 }
 
+// The Oh-LoRA model selection rebuilt on tiny random versions of its eight candidates (six
+// architectures, one tokenizer): ranks 16/32/64 on each model_type's default LoRA targets, one report
+// with a row per model and rank.
+TEST(Sweep, OhLoraEightCandidatesThreeRanks) {
+  const fs::path models = oracle_dir() / "ohlora";
+  ASSERT_TRUE(fs::exists(models / "llama1B" / "config.json"));
+  std::vector<std::string> paths;
+  for (const char* name : {"gemma-2-2b-it", "koquality-polyglot-1.3b", "polyglot-ko-1.3b", "gemma-ko-v01", "llama1B",
+                           "TinyKo", "KoAlpaca-KoRWKV-1.5B", "FinguAI-Chat-v1"})
+    paths.push_back((models / name).string());
+  const fs::path dir = scratch("ohlora");
+  const auto r = run(fmt::format("sweep '{}' --grid 'model.path={}' --grid lora.r=16,32,64 --alpha-per-rank 2 "
+                                 "--set 'lora.target_modules=[]' --set train.max_steps=4 --set train.warmup_steps=0 {} --out '{}'",
+                                 (oracle_dir() / "recipe.yaml").string(), fmt::join(paths, ","), kPrompts, dir.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto rows = read_csv(dir / "report.csv");
+  ASSERT_EQ(rows.size(), 24u);
+  std::set<std::pair<std::string, std::string>> cells;
+  for (const auto& row : rows) {
+    EXPECT_EQ(row.at("status"), "finished") << row.at("run") << ": " << row.at("error");
+    EXPECT_FALSE(row.at("inference_seconds_per_prompt").empty()) << row.at("run");
+    cells.insert({row.at("model"), row.at("r")});
+  }
+  EXPECT_EQ(cells.size(), 24u);
+  std::ifstream md(dir / "report.md");
+  std::printf("%s\n", std::string(std::istreambuf_iterator<char>(md), {}).c_str());
+}
+
 TEST(Sweep, AFailedRunIsRecordedAndTheSweepGoesOn) {
   ASSERT_TRUE(fs::exists(oracle_dir() / "recipe.yaml"));
   const fs::path dir = scratch("failed");
