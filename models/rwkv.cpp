@@ -179,47 +179,19 @@ class RwkvForCausalLM final : public CausalLM {
   at::Tensor embed(const at::Tensor& input_ids) const override { return at::embedding(embeddings_, input_ids); }
 
   at::Tensor forward_hidden(const at::Tensor& embeds, const TokenLayout& layout, KVCache* cache) const override {
-    if (recompute_ && at::GradMode::is_enabled())
-      fail("rwkv: gradient checkpointing is not implemented for the recurrence; hint: set train.gradient_checkpointing: false");
     if (layout.sequence_ids.defined())
       fail("rwkv: packed rows would carry one example's state into the next; hint: set train.packing: false");
-    const int64_t B = embeds.size(0), T = embeds.size(1), A = cfg_.attention_hidden_size, L = cfg_.num_hidden_layers;
-    const double eps = cfg_.layer_norm_epsilon;
+    const int64_t T = embeds.size(1);
     const bool rescale = cfg_.rescale_every > 0 && !at::GradMode::is_enabled();
-    // The recurrent state per layer: [feed-forward shift, attention shift, num, den, max].
-    std::vector<at::Tensor> fresh;
-    std::vector<at::Tensor>& state = cache ? cache->state : fresh;
-    if (state.empty()) {
-      const auto f32 = embeds.options().dtype(at::kFloat);
-      for (int64_t i = 0; i < L; ++i) {
-        state.insert(state.end(), {at::Tensor(), at::Tensor(), at::zeros({B, A}, f32), at::zeros({B, A}, f32),
-                                   at::full({B, A}, cache ? -1e30 : -1e38, f32)});
-      }
-    }
-
+    if (cache && cache->state.empty()) cache->state.resize(5 * blocks_.size());
     at::Tensor h = embeds;  // (B, T, C)
     for (size_t i = 0; i < blocks_.size(); ++i) {
-      const auto& b = blocks_[i];
-      at::Tensor* s = &state[5 * i];
-      const double scale = rescale ? std::ldexp(1.0, -static_cast<int>(static_cast<int64_t>(i) / cfg_.rescale_every)) : 1.0;
-      if (i == 0) h = layer_norm(h, b.pre_ln_weight, b.pre_ln_bias, eps);
-      // Time mix on ln1(h) and its shifted copy.
-      const at::Tensor x = layer_norm(h, b.ln1_weight, b.ln1_bias, eps);
-      const at::Tensor xp = shifted(x, s[1]);
-      const at::Tensor k = b.key.forward(mix(x, xp, b.att_mix_key));                          // (B, T, A)
-      const at::Tensor v = b.value.forward(mix(x, xp, b.att_mix_value));                      // (B, T, A)
-      const at::Tensor r = at::sigmoid(b.receptance.forward(mix(x, xp, b.att_mix_receptance)));  // (B, T, A)
-      const at::Tensor att = b.output.forward(r * wkv(b.time_decay, b.time_first, k, v, s[2], s[3], s[4]));
-      h = h + (scale == 1.0 ? att : att * scale);
-      // Channel mix on ln2(h).
-      const at::Tensor y = layer_norm(h, b.ln2_weight, b.ln2_bias, eps);
-      const at::Tensor yp = shifted(y, s[0]);
-      const at::Tensor kk = at::relu(b.ffn_key.forward(mix(y, yp, b.ffn_mix_key))).pow(2);  // (B, T, I)
-      const at::Tensor ffn =
-          at::sigmoid(b.ffn_receptance.forward(mix(y, yp, b.ffn_mix_receptance))) * b.ffn_value.forward(kk);
-      h = h + (scale == 1.0 ? ffn : ffn * scale);
-      s[1] = x.select(1, T - 1);  // (B, C): the last normalised inputs, for the next chunk's shift
-      s[0] = y.select(1, T - 1);
+      if (i == 0) h = layer_norm(h, blocks_[0].pre_ln_weight, blocks_[0].pre_ln_bias, cfg_.layer_norm_epsilon);
+      // Without a cache the block starts from a zero state, so it can rerun in the backward.
+      if (recompute_ && !cache)
+        h = recompute_in_backward([=, this](const at::Tensor& x) { return block(i, x, nullptr, rescale); }, h);
+      else
+        h = block(i, h, cache ? &cache->state[5 * i] : nullptr, rescale);
       if (rescale && (static_cast<int64_t>(i) + 1) % cfg_.rescale_every == 0) h = h / 2;
     }
     if (cache) cache->length += T;
@@ -232,6 +204,40 @@ class RwkvForCausalLM final : public CausalLM {
   }
 
  private:
+  // Block i on h (B, T, C) after pre_ln. `s`: the layer's 5 state tensors [feed-forward shift,
+  // attention shift, num, den, max], updated in place; null: a zero state of its own.
+  at::Tensor block(size_t i, const at::Tensor& h_in, at::Tensor* s, bool rescale) const {
+    const auto& b = blocks_[i];
+    const int64_t B = h_in.size(0), T = h_in.size(1), A = cfg_.attention_hidden_size;
+    const double eps = cfg_.layer_norm_epsilon;
+    at::Tensor local[5];
+    if (!s) s = local;
+    if (!s[2].defined()) {  // a fresh state: transformers' -1e38 without a cache, -1e30 with one
+      const auto f32 = h_in.options().dtype(at::kFloat);
+      s[2] = at::zeros({B, A}, f32);
+      s[3] = at::zeros({B, A}, f32);
+      s[4] = at::full({B, A}, s == local ? -1e38 : -1e30, f32);
+    }
+    const double scale = rescale ? std::ldexp(1.0, -static_cast<int>(static_cast<int64_t>(i) / cfg_.rescale_every)) : 1.0;
+    at::Tensor h = h_in;
+    // Time mix on ln1(h) and its shifted copy.
+    const at::Tensor x = layer_norm(h, b.ln1_weight, b.ln1_bias, eps);
+    const at::Tensor xp = shifted(x, s[1]);
+    const at::Tensor k = b.key.forward(mix(x, xp, b.att_mix_key));                             // (B, T, A)
+    const at::Tensor v = b.value.forward(mix(x, xp, b.att_mix_value));                         // (B, T, A)
+    const at::Tensor r = at::sigmoid(b.receptance.forward(mix(x, xp, b.att_mix_receptance)));  // (B, T, A)
+    const at::Tensor att = b.output.forward(r * wkv(b.time_decay, b.time_first, k, v, s[2], s[3], s[4]));
+    h = h + (scale == 1.0 ? att : att * scale);
+    // Channel mix on ln2(h).
+    const at::Tensor y = layer_norm(h, b.ln2_weight, b.ln2_bias, eps);
+    const at::Tensor yp = shifted(y, s[0]);
+    const at::Tensor kk = at::relu(b.ffn_key.forward(mix(y, yp, b.ffn_mix_key))).pow(2);  // (B, T, I)
+    const at::Tensor ffn = at::sigmoid(b.ffn_receptance.forward(mix(y, yp, b.ffn_mix_receptance))) * b.ffn_value.forward(kk);
+    s[1] = x.select(1, T - 1);  // (B, C): the last normalised inputs, for the next chunk's shift
+    s[0] = y.select(1, T - 1);
+    return h + (scale == 1.0 ? ffn : ffn * scale);
+  }
+
   RwkvConfig cfg_;
   at::Tensor embeddings_;  // (V, C)
   std::vector<RwkvBlock> blocks_;

@@ -50,7 +50,10 @@ Outcome run_once(const fs::path& dir, bool recompute, int64_t chunk, double drop
 
 TEST(LossPaths, ChunkedCrossEntropyAndRecomputeEqualThePlainPath) {
   const fs::path root = fs::path(lorakit::testing::parity_dir()).parent_path() / "lora";
-  for (const std::string name : {"exaone4-qkvo-r4", "exaone4-untied-all-linear-rslora", "gpt_neox-default-r4"}) {
+  // One case per kind of block: post-norm (exaone4), parallel residual (gpt_neox), pre-norm Llama,
+  // soft-capped logits in the chunked head (gemma2), Conv1D (gpt2), the recurrence (rwkv).
+  for (const std::string name : {"exaone4-qkvo-r4", "exaone4-untied-all-linear-rslora", "gpt_neox-default-r4",
+                                 "llama-default-bias-r4", "gemma2-qkvo-r4", "gpt2-default-r4", "rwkv-default-r4"}) {
     const fs::path dir = root / name;
     ASSERT_TRUE(fs::exists(dir / "reference.safetensors")) << "lora oracle output missing";
     for (const double dropout : {0.0, 0.1}) {

@@ -235,6 +235,9 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   const auto tokenizer = tokenizers::load_tokenizer(recipe.model.path);
   const DataPlan plan = plan_data(recipe, tokenizer, options.quiet);
   auto model = load_hf_model(recipe.model.path, {dtype, device});
+  if (t.packing && !model->masks_padding())
+    fail("{}: train.packing keeps packed examples apart through the attention mask, and {} (a recurrent model) has "
+         "none; hint: set train.packing: false", recipe.model.path, model->summary().model_type);
   model->set_activation_recompute(t.gradient_checkpointing);
   auto lora = lora::inject_lora(*model, recipe.lora, t.seed);
   if (!options.adapter.empty()) load_peft_adapter_weights(options.adapter, lora);
