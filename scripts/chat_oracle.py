@@ -20,6 +20,12 @@ EXAONE3_TEMPLATE = ("{% for message in messages %}{% if loop.first and message['
                     "{% if message['role'] == 'user' %}{{ '\\n' }}{% else %}{{ '[|endofturn|]\\n' }}{% endif %}{% endfor %}"
                     "{% if add_generation_prompt %}{{ '[|assistant|]' }}{% endif %}")
 
+# Qwen2-*-Instruct's (Ko-Qwen2-7B's base) chat_template, as Qwen publishes it.
+QWEN2_TEMPLATE = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+                  "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+                  "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+                  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
 # gemma-2-*-it's (and gemma-1.1-*-it's) tokenizer_config.json chat_template, as Google publishes it.
 GEMMA_TEMPLATE = ("{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
                   "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
@@ -122,6 +128,7 @@ def write(out: Path, shared: Path, trained: dict):
             templates[family] = json.loads(path.read_text())["chat_template"]
     templates["exaone3"] = EXAONE3_TEMPLATE
     templates["gemma"] = GEMMA_TEMPLATE
+    templates["qwen2"] = QWEN2_TEMPLATE
 
     llama_tokens = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
     qwen3_tokens = [(t, False) for t in ["<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>",

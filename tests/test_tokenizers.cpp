@@ -214,12 +214,13 @@ TEST(ChatTemplate, FamiliesMatchApplyChatTemplate) {
   for (const auto& [family, count] : rendered) std::printf("%s: %d conversations identical to apply_chat_template\n", family.c_str(), count);
   EXPECT_GE(rendered["exaone3"], 50);
   EXPECT_GE(rendered["gemma"], 50);
+  EXPECT_GE(rendered["qwen2"], 50);
   // Gemma's template refuses a system turn and turns out of order, as apply_chat_template raises.
   const ordered_json system = ordered_json::parse(R"([{"role": "system", "content": "x"}, {"role": "user", "content": "y"}])");
   EXPECT_THROW(render_chat(ChatFormat::Gemma, system), lorakit::Error);
   const ordered_json twice = ordered_json::parse(R"([{"role": "user", "content": "x"}, {"role": "user", "content": "y"}])");
   EXPECT_THROW(render_chat(ChatFormat::Gemma, twice), lorakit::Error);
-  if (rendered.size() < 6) GTEST_SKIP() << "../shared/models absent: only EXAONE 3.5's and Gemma's templates checked";
+  if (rendered.size() < 7) GTEST_SKIP() << "../shared/models absent: only EXAONE 3.5's, Gemma's and Qwen2's templates checked";
   for (const auto& [family, count] : rendered) EXPECT_GE(count, 50) << family;
 }
 

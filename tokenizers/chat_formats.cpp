@@ -100,25 +100,39 @@ std::vector<ChatSegment> render_llama31(const ordered_json& messages, const Chat
   return out.segments;
 }
 
-// Qwen1.5-*-Chat's ChatML: a default system turn, and no `<|im_end|>` after the last message
-// unless a generation prompt follows (the template's own rule, so SFT text ends without it).
-std::vector<ChatSegment> render_qwen15(const ordered_json& messages, const ChatOptions& options) {
+namespace {
+
+// ChatML with a default system turn, as Qwen1.5-Chat and Qwen2-Instruct ship it. Qwen1.5 closes the
+// last message with `<|im_end|>` only when a generation prompt follows (so SFT text ends without it)
+// and opens the prompt only after a non-assistant turn; Qwen2 always closes and always opens.
+std::vector<ChatSegment> render_chatml(const ordered_json& messages, const ChatOptions& options,
+                                       const std::string& default_system, bool qwen15, const char* family) {
   Output out;
   const size_t n = messages.size();
   for (size_t i = 0; i < n; ++i) {
-    const std::string role = role_of(messages[i], i, {}, "the Qwen1.5 template");
-    if (i == 0 && role != "system") out.add("<|im_start|>system\nYou are a helpful assistant<|im_end|>\n", false);
+    const std::string role = role_of(messages[i], i, {}, family);
+    if (i == 0 && role != "system") out.add("<|im_start|>system\n" + default_system + "<|im_end|>\n", false);
     const bool assistant = role == "assistant", last = i + 1 == n;
     out.add("<|im_start|>" + role + "\n", false);
     out.add(text_of(messages[i], "content", i), assistant);
-    if ((last && options.add_generation_prompt) || !last) {
+    if (!qwen15 || (last && options.add_generation_prompt) || !last) {
       out.add("<|im_end|>", assistant);
       out.add("\n", false);
     }
   }
-  if (options.add_generation_prompt && n > 0 && messages[n - 1].value("role", "") != "assistant")
-    out.add("<|im_start|>assistant\n", false);
+  const bool after_assistant = n > 0 && messages[n - 1].value("role", "") == "assistant";
+  if (options.add_generation_prompt && (!qwen15 || (n > 0 && !after_assistant))) out.add("<|im_start|>assistant\n", false);
   return out.segments;
+}
+
+}  // namespace
+
+std::vector<ChatSegment> render_qwen15(const ordered_json& messages, const ChatOptions& options) {
+  return render_chatml(messages, options, "You are a helpful assistant", true, "the Qwen1.5 template");
+}
+
+std::vector<ChatSegment> render_qwen2(const ordered_json& messages, const ChatOptions& options) {
+  return render_chatml(messages, options, "You are a helpful assistant.", false, "the Qwen2 template");
 }
 
 // Qwen3: thinking blocks on the turns after the last user query, reasoning from reasoning_content or

@@ -71,6 +71,7 @@ std::vector<ChatSegment> render_gemma(const ordered_json& messages, const ChatOp
 std::vector<ChatSegment> render_exaone3(const ordered_json& messages, const ChatOptions& options);
 std::vector<ChatSegment> render_llama3(const ordered_json& messages, const ChatOptions& options);
 std::vector<ChatSegment> render_llama31(const ordered_json& messages, const ChatOptions& options);
+std::vector<ChatSegment> render_qwen2(const ordered_json& messages, const ChatOptions& options);
 std::vector<ChatSegment> render_qwen15(const ordered_json& messages, const ChatOptions& options);
 std::vector<ChatSegment> render_qwen3(const ordered_json& messages, const ChatOptions& options);
 

@@ -134,6 +134,9 @@ ChatFormat detect_chat_format(const std::string& source) {
   if (has("<|im_start|>") && has("<think>") && has("last_query_index")) return ChatFormat::Qwen3;
   if (has("You are a helpful assistant<|im_end|>") && has("(loop.last and add_generation_prompt) or not loop.last"))
     return ChatFormat::Qwen15;
+  if (has("<|im_start|>system\\nYou are a helpful assistant.<|im_end|>") && !has("tools") &&
+      has("{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"))
+    return ChatFormat::Qwen2;
   if (has("<start_of_turn>") && has("<end_of_turn>") && has("set role = 'model'")) return ChatFormat::Gemma;
   return ChatFormat::None;
 }
@@ -145,6 +148,7 @@ const char* chat_format_name(ChatFormat format) {
     case ChatFormat::Llama3: return "llama3";
     case ChatFormat::Llama31: return "llama3.1";
     case ChatFormat::Qwen15: return "qwen1.5";
+    case ChatFormat::Qwen2: return "qwen2";
     case ChatFormat::Qwen3: return "qwen3";
     case ChatFormat::Gemma: return "gemma";
     case ChatFormat::None: break;
@@ -152,7 +156,7 @@ const char* chat_format_name(ChatFormat format) {
   return "none";
 }
 
-std::string known_chat_formats() { return "exaone4, exaone3, llama3, llama3.1, qwen1.5, qwen3, gemma"; }
+std::string known_chat_formats() { return "exaone4, exaone3, llama3, llama3.1, qwen1.5, qwen2, qwen3, gemma"; }
 
 std::vector<ChatSegment> render_chat(ChatFormat format, const ordered_json& messages, const ChatOptions& options) {
   if (!messages.is_array()) fail("chat messages: expected an array of {{\"role\", \"content\"}} objects");
@@ -162,6 +166,7 @@ std::vector<ChatSegment> render_chat(ChatFormat format, const ordered_json& mess
     case ChatFormat::Llama3: return chat::render_llama3(messages, options);
     case ChatFormat::Llama31: return chat::render_llama31(messages, options);
     case ChatFormat::Qwen15: return chat::render_qwen15(messages, options);
+    case ChatFormat::Qwen2: return chat::render_qwen2(messages, options);
     case ChatFormat::Qwen3: return chat::render_qwen3(messages, options);
     case ChatFormat::Gemma: return chat::render_gemma(messages, options);
     case ChatFormat::None: break;

@@ -12,14 +12,14 @@
 namespace lorakit::tokenizers {
 
 // The template families lorakit renders: EXAONE 4.0, EXAONE 3.0/3.5, Llama 3 (Meta-Llama-3 and
-// Bllossom), Llama 3.1/3.2 (dated system header, tools), Qwen1.5's ChatML, Qwen3 (thinking, tools),
+// Bllossom), Llama 3.1/3.2 (dated system header, tools), Qwen1.5's and Qwen2's ChatML, Qwen3 (thinking, tools),
 // Gemma / Gemma-2 IT.
-enum class ChatFormat { None, Exaone4, Exaone3, Llama3, Llama31, Qwen15, Qwen3, Gemma };
+enum class ChatFormat { None, Exaone4, Exaone3, Llama3, Llama31, Qwen15, Qwen2, Qwen3, Gemma };
 
 // Recognises a known template by its markers; None when the template is unknown or empty.
 ChatFormat detect_chat_format(const std::string& template_source);
 const char* chat_format_name(ChatFormat format);
-// "exaone4, exaone3, llama3, llama3.1, qwen1.5, qwen3, gemma", for messages.
+// "exaone4, exaone3, llama3, llama3.1, qwen1.5, qwen2, qwen3, gemma", for messages.
 std::string known_chat_formats();
 
 struct ChatOptions {
