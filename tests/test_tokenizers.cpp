@@ -262,6 +262,22 @@ TEST(PromptTemplate, NamedFieldsAndErrors) {
   EXPECT_THROW(PromptTemplate("{}", "t"), lorakit::Error);
 }
 
+// A model directory without tokenizer files still serves pre-tokenized data: config.json's special ids,
+// and a clear error for any text.
+TEST(TokenizerErrors, IdsOnlyDirectoryKnowsSpecialIdsAndRefusesText) {
+  const std::string dir = lorakit::testing::parity_dir() + "/llama_gqa1_bias_untied";
+  const Tokenizer ids_only = load_tokenizer_or_ids_only(dir);
+  EXPECT_EQ(ids_only.special().pad, std::optional<int32_t>(0));
+  EXPECT_EQ(ids_only.vocab_size(), 256);
+  try {
+    ids_only.encode("안녕", false);
+    ADD_FAILURE() << "encoded text without a vocabulary";
+  } catch (const lorakit::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("data.ids_column"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load_tokenizer(dir), lorakit::Error);  // the plain loader still wants the files
+}
+
 TEST(TokenizerErrors, InvalidUtf8NamesTheByteOffset) {
   const ordered_json* c = find_case("bytelevel-nfkc-bos-eos");
   ASSERT_TRUE(c) << "oracle output missing";

@@ -311,6 +311,51 @@ std::unique_ptr<Model> make_bpe_model(const json& spec, const std::string& where
   return make_bpe_model(std::move(vocab), merges_from_json(spec.at("merges"), where), std::move(options), where);
 }
 
+namespace {
+
+// A directory without tokenizer files, for pre-tokenized data: no text can be encoded.
+class NoVocabulary final : public Model {
+ public:
+  NoVocabulary(std::string dir, int64_t size) : dir_(std::move(dir)), size_(size) {}
+  void encode(std::string_view, bool, std::vector<int32_t>&) const override {
+    fail("{}: no tokenizer files, so no text can be tokenized; hint: use pre-tokenized rows (data.ids_column) "
+         "or add the model's tokenizer files", dir_);
+  }
+  int64_t size() const override { return size_; }
+  std::optional<int32_t> token_to_id(std::string_view) const override { return std::nullopt; }
+  std::string id_to_token(int32_t) const override { return ""; }
+
+ private:
+  std::string dir_;
+  int64_t size_;
+};
+
+bool has_tokenizer_files(const fs::path& dir) {
+  return fs::exists(dir / "tokenizer.json") || (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt")) ||
+         fs::exists(dir / "tokenizer.model");
+}
+
+}  // namespace
+
+Tokenizer load_tokenizer_or_ids_only(const std::string& model_dir) {
+  const fs::path dir(model_dir);
+  if (!fs::is_directory(dir) || has_tokenizer_files(dir) || !fs::exists(dir / "config.json")) return load_tokenizer(model_dir);
+  // The special ids config.json gives (pad, else eos, is what batches are padded with).
+  const json config = JsonReader::parse_file((dir / "config.json").string());
+  const auto id = [&](const char* key) -> std::optional<int32_t> {
+    if (!config.contains(key)) return std::nullopt;
+    const json& v = config[key];
+    if (v.is_number_integer()) return v.get<int32_t>();
+    if (v.is_array() && !v.empty() && v[0].is_number_integer()) return v[0].get<int32_t>();
+    return std::nullopt;
+  };
+  TokenizerParts parts;
+  parts.source = (dir / "config.json").string() + " (no tokenizer files: token ids only)";
+  parts.model = std::make_unique<NoVocabulary>(model_dir, config.value("vocab_size", int64_t{0}));
+  parts.special = {id("bos_token_id"), id("eos_token_id"), id("pad_token_id"), std::nullopt};
+  return Tokenizer(std::move(parts));
+}
+
 Tokenizer load_tokenizer(const std::string& model_dir) {
   const fs::path dir(model_dir);
   if (!fs::is_directory(dir)) fail("{}: not a directory; hint: pass a Hugging Face model directory", model_dir);

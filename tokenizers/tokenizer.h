@@ -88,5 +88,9 @@ class Tokenizer {
 // Reads the tokenizer of a model directory (see the header comment for the formats, in that order
 // of preference). Errors name the directory and what it contains.
 Tokenizer load_tokenizer(const std::string& model_dir);
+// The same, except that a directory with config.json but no tokenizer files gives a tokenizer that
+// knows only config.json's special ids (bos/eos/pad_token_id) and refuses to tokenize text: for
+// pre-tokenized data (data.ids_column).
+Tokenizer load_tokenizer_or_ids_only(const std::string& model_dir);
 
 }  // namespace lorakit::tokenizers

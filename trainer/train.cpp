@@ -232,7 +232,9 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   };
 
   // 1. Data (statistics first, so bad input fails before anything is written), model and adapters.
-  const auto tokenizer = tokenizers::load_tokenizer(recipe.model.path);
+  // Pre-tokenized rows need no tokenizer files; the pad id then comes from config.json.
+  const auto tokenizer = recipe.data.ids_column.empty() ? tokenizers::load_tokenizer(recipe.model.path)
+                                                        : tokenizers::load_tokenizer_or_ids_only(recipe.model.path);
   const DataPlan plan = plan_data(recipe, tokenizer, options.quiet);
   auto model = load_hf_model(recipe.model.path, {dtype, device});
   if (t.packing && !model->masks_padding())
