@@ -69,7 +69,11 @@ struct Gemma2Config {
       const auto types = c.string_list("layer_types");
       if (static_cast<int64_t>(types.size()) != num_hidden_layers)
         c.fail_key("layer_types", fmt::format("a list of {} entries (num_hidden_layers)", num_hidden_layers));
-      for (size_t i = 0; i < types.size(); ++i) sliding[i] = types[i] == "sliding_attention";
+      for (size_t i = 0; i < types.size(); ++i) {
+        if (types[i] != "full_attention" && types[i] != "sliding_attention")
+          c.fail_key("layer_types", "entries 'full_attention' or 'sliding_attention'");
+        sliding[i] = types[i] == "sliding_attention";
+      }
     } else {
       for (int64_t i = 0; i < num_hidden_layers; ++i) sliding[i] = (i + 1) % 2 != 0;  // HF: even layers slide
     }

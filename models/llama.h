@@ -55,6 +55,9 @@ struct LlamaDefaults {
 LlamaConfig read_llama_config(const JsonReader& config, const LlamaDefaults& defaults);
 // `layer_types` ("full_attention" / "sliding_attention", one per layer) into config.sliding.
 void read_layer_types(const JsonReader& json, LlamaConfig& config);
+// Qwen2Config's window keys (use_sliding_window, sliding_window, max_window_layers, layer_types), as
+// its __post_init__ applies them; qwen2 and qwen3 share them (models/qwen2.cpp).
+void read_qwen_sliding_window(const JsonReader& json, LlamaConfig& config);
 // Checks the shapes (positive sizes, heads dividing, even head_dim) naming the config key.
 void check_llama_config(const JsonReader& json, const LlamaConfig& config);
 

@@ -7,8 +7,6 @@
 
 namespace lorakit {
 
-void read_qwen_sliding_window(const JsonReader& c, LlamaConfig& cfg);  // models/qwen2.cpp
-
 std::unique_ptr<CausalLM> create_qwen3(const JsonReader& c) {
   // Qwen3Config's defaults (configuration_qwen3.py).
   LlamaConfig cfg = read_llama_config(c, {.vocab_size = 151936, .hidden_size = 4096, .intermediate_size = 22016,

@@ -91,6 +91,12 @@ TEST(Config, UnsupportedRopeTypeIsAnError) {
                    "layer_types": ["sliding_attention", "full_attention"]})");
   });
   EXPECT_NE(message.find("use_sliding_window"), std::string::npos) << message;
+  // gemma2: an unknown layer type is named, not run as full attention.
+  message = error_of([] {
+    model_from(R"({"model_type": "gemma2", "hidden_size": 32, "num_attention_heads": 4, "num_key_value_heads": 2,
+                   "head_dim": 8, "num_hidden_layers": 2, "layer_types": ["local", "full_attention"]})");
+  });
+  EXPECT_NE(message.find("layer_types"), std::string::npos) << message;
 }
 
 TEST(Loader, DamagedWeightsAndNoWeights) {
