@@ -90,12 +90,34 @@ FileIndex index_files(const HfModelDir& hf) {
   return index;
 }
 
+// The suffixes of a 4-bit weight stored under `weight` ("model.layers.0.mlp.up_proj.weight"), or
+// none when it is stored as a plain tensor.
+std::vector<std::string> stored_4bit_suffixes(const FileIndex& index, const std::string& weight) {
+  std::vector<std::string> suffixes;
+  for (const char* type : {"nf4", "fp4"})
+    if (index.entries.count(weight + quant::quant_state_suffix(type))) suffixes.push_back(quant::quant_state_suffix(type));
+  if (suffixes.empty()) return suffixes;
+  for (const char* s : {"", ".absmax", ".quant_map"}) suffixes.push_back(s);
+  if (index.entries.count(weight + ".nested_absmax") || index.entries.count(weight + ".nested_quant_map"))
+    for (const char* s : {".nested_absmax", ".nested_quant_map"}) suffixes.push_back(s);
+  return suffixes;
+}
+
 WeightCheck check_index(CausalLM& model, const FileIndex& index) {
   struct Checker : ParamVisitor {
     const FileIndex& index;
     WeightCheck check;
     std::set<std::string> expected;
     explicit Checker(const FileIndex& i) : index(i) {}
+    void linear(const std::string& name, Linear& l) override {
+      const std::vector<std::string> suffixes = stored_4bit_suffixes(index, name + ".weight");
+      if (suffixes.empty()) return ParamVisitor::linear(name, l);
+      for (const std::string& suffix : suffixes) {
+        expected.insert(name + ".weight" + suffix);
+        if (!index.entries.count(name + ".weight" + suffix)) check.missing.push_back(name + ".weight" + suffix);
+      }
+      if (l.has_bias) tensor(name + ".bias", l.bias, {l.out_features});
+    }
     void tensor(const std::string& name, at::Tensor&, const std::vector<int64_t>& shape) override {
       expected.insert(name);
       auto it = index.entries.find(name);
@@ -137,17 +159,87 @@ std::unique_ptr<CausalLM> load_hf_model(const fs::path& dir, const LoadOptions& 
   WeightCheck check = check_index(*model, index);
   if (!check.ok()) throw Error(check.problems(dir.string()));
 
+  // The compute dtype of 4-bit Linears: the option, else the checkpoint's own quantization_config
+  // (as transformers reads it), else the model dtype.
+  at::ScalarType compute_dtype = options.quantize.compute_dtype;
+  if (compute_dtype == at::ScalarType::Undefined) {
+    compute_dtype = options.dtype;
+    const nlohmann::json& qc = hf.config.contains("quantization_config") ? hf.config["quantization_config"] : nlohmann::json();
+    if (qc.is_object() && qc.value("bnb_4bit_compute_dtype", nlohmann::json()).is_string()) {
+      const std::string name = qc["bnb_4bit_compute_dtype"].get<std::string>();
+      compute_dtype = name == "bfloat16" ? at::kBFloat16 : name == "float16" ? at::kHalf : at::kFloat;
+    }
+  }
+  const std::string model_type = model->summary().model_type;
+  if (options.quantize.enabled()) {
+    if (options.quantize.type != "nf4" && options.quantize.type != "fp4")
+      fail("model.quantization '{}': expected nf4, fp4 or none", options.quantize.type);
+    if (model_type == "gpt2" || model_type == "rwkv")
+      fail("{}: 4-bit quantization of {} models is not supported yet (hint: load it in bf16 or fp16; QLoRA runs on the "
+           "llama family, EXAONE and GPT-NeoX)", dir.string(), model_type);
+  }
+
   struct Filler : ParamVisitor {
     const FileIndex& index;
     const LoadOptions& options;
-    Filler(const FileIndex& i, const LoadOptions& o) : index(i), options(o) {}
+    at::ScalarType compute_dtype;
+    Filler(const FileIndex& i, const LoadOptions& o, at::ScalarType c) : index(i), options(o), compute_dtype(c) {}
     void tensor(const std::string& name, at::Tensor& slot, const std::vector<int64_t>&) override {
       const auto& [file, entry] = index.entries.at(name);
       slot = file->read(name, options.dtype, options.device);
     }
-  } filler(index, options);
+    void linear(const std::string& name, Linear& l) override {
+      const std::string weight = name + ".weight";
+      const std::vector<int64_t> shape = {l.out_features, l.in_features};
+      quant::Weight4bit w;
+      if (!stored_4bit_suffixes(index, weight).empty()) {
+        w = quant::weight_from_state(weight, [&](const std::string& suffix) {
+          const auto it = index.entries.find(weight + suffix);
+          return it == index.entries.end() ? at::Tensor() : it->second.first->tensor(weight + suffix);
+        }, shape).to(options.device);
+      } else if (options.quantize.enabled() && !is_output_layer(name) && !skipped(name)) {
+        const auto& [file, entry] = index.entries.at(weight);
+        w = quant::quantize_4bit(file->read(weight, options.dtype, options.device), options.quantize.type,
+                                 options.quantize.double_quant);
+      } else {
+        return ParamVisitor::linear(name, l);
+      }
+      w.compute_dtype = compute_dtype;
+      l.weight_4bit = std::make_shared<const quant::Weight4bit>(std::move(w));
+      if (l.has_bias) tensor(name + ".bias", l.bias, {l.out_features});
+    }
+    // transformers' llm_int8_skip_modules: a module stays unquantized when its name contains one.
+    bool skipped(const std::string& name) const {
+      for (const auto& s : options.quantize.skip_modules)
+        if (name.find(s) != std::string::npos) return true;
+      return false;
+    }
+  } filler(index, options, compute_dtype);
   model->visit(filler);
   return model;
+}
+
+nlohmann::json bnb_4bit_quantization_config(const quant::QuantizeConfig& config, at::ScalarType compute_dtype,
+                                            const std::string& output_layer) {
+  nlohmann::json skip = nullptr;
+  if (!config.skip_modules.empty()) {
+    skip = nlohmann::json::array({output_layer});  // an explicit list replaces transformers' default
+    for (const auto& s : config.skip_modules) skip.push_back(s);
+  }
+  const char* compute = compute_dtype == at::kBFloat16 ? "bfloat16" : compute_dtype == at::kHalf ? "float16" : "float32";
+  return {{"_load_in_4bit", true},
+          {"_load_in_8bit", false},
+          {"bnb_4bit_compute_dtype", compute},
+          {"bnb_4bit_quant_storage", "uint8"},
+          {"bnb_4bit_quant_type", config.type},
+          {"bnb_4bit_use_double_quant", config.double_quant},
+          {"llm_int8_enable_fp32_cpu_offload", false},
+          {"llm_int8_has_fp16_weight", false},
+          {"llm_int8_skip_modules", skip},
+          {"llm_int8_threshold", 6.0},
+          {"load_in_4bit", true},
+          {"load_in_8bit", false},
+          {"quant_method", "bitsandbytes"}};
 }
 
 }  // namespace lorakit

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/model.h"
+#include "quant/bnb_4bit.h"
 
 namespace lorakit {
 
@@ -39,15 +40,29 @@ struct WeightCheck {
   std::string problems(const std::string& where) const;  // all of them, in one message
 };
 
-// Compares the files' headers with the architecture without reading tensor data.
+// Compares the files' headers with the architecture without reading tensor data. A 4-bit Linear
+// weight counts as its packed tensor and statistics (their shapes are checked on load).
 WeightCheck check_weights(CausalLM& model, const HfModelDir& hf);
+
+// config.json's quantization_config, as transformers writes it for a bitsandbytes 4-bit model;
+// `skip_modules` empty means transformers' default (the output layer only).
+nlohmann::json bnb_4bit_quantization_config(const quant::QuantizeConfig& config, at::ScalarType compute_dtype,
+                                            const std::string& output_layer);
 
 struct LoadOptions {
   at::ScalarType dtype = at::kFloat;
   at::Device device = at::kCPU;
+  quant::QuantizeConfig quantize;  // 4-bit Linear weights (QLoRA), quantized tensor by tensor as read
+
+  LoadOptions(at::ScalarType dtype = at::kFloat, at::Device device = at::kCPU, quant::QuantizeConfig quantize = {})
+      : dtype(dtype), device(device), quantize(std::move(quantize)) {}
 };
 
-// Builds the model config.json describes and fills it from the safetensors files.
+// Builds the model config.json describes and fills it from the safetensors files. Linear weights
+// stored in 4 bits (a directory transformers saved with load_in_4bit, like the *-bnb-4bit repos)
+// load as such; with options.quantize every other Linear but the output layer is quantized as it is
+// read, so the 16-bit model never sits in memory whole.
+
 std::unique_ptr<CausalLM> load_hf_model(const std::filesystem::path& dir, const LoadOptions& options);
 
 }  // namespace lorakit

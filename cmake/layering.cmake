@@ -11,7 +11,8 @@ endif()
 
 set(LORAKIT_LAYERS
   "core:"
-  "models:core"
+  "quant:core"
+  "models:core,quant"
   "lora:models"
   "checkpoints:lora,models,core"
   "tokenizers:core"

@@ -19,11 +19,6 @@
 namespace lorakit::lora {
 namespace {
 
-bool is_output_layer(const std::string& name) {
-  const std::string last = name.substr(name.rfind('.') + 1);
-  return last == "lm_head" || last == "embed_out";
-}
-
 }  // namespace
 
 double LoraConfig::scaling() const {
@@ -171,9 +166,9 @@ LoraModel inject_lora(CausalLM& model, LoraConfig config, uint64_t seed) {
       adapter->lora_A.uniform_(-bound, bound, generator);
       if (config.init_lora_weights == "false") adapter->lora_B.uniform_(-bound, bound, generator);
     }
-    if (linear->weight.defined()) {
-      adapter->lora_A = adapter->lora_A.to(linear->weight.device());
-      adapter->lora_B = adapter->lora_B.to(linear->weight.device());
+    if (linear->weight.defined() || linear->weight_4bit) {
+      adapter->lora_A = adapter->lora_A.to(linear->device());
+      adapter->lora_B = adapter->lora_B.to(linear->device());
     }
     adapter->lora_A.set_requires_grad(true);
     adapter->lora_B.set_requires_grad(true);

@@ -31,10 +31,15 @@
 namespace lorakit {
 
 at::Tensor Linear::forward(const at::Tensor& x) const {
-  at::Tensor y = at::linear(x, fan_in_fan_out ? weight.t() : weight, bias);  // (..., out)
+  at::Tensor y = weight_4bit ? quant::linear_4bit(x, *weight_4bit, bias)
+                             : at::linear(x, fan_in_fan_out ? weight.t() : weight, bias);  // (..., out)
   if (adapter) y = y + adapter->delta(x);
   return y;
 }
+
+c10::Device Linear::device() const { return weight_4bit ? weight_4bit->packed.device() : weight.device(); }
+
+at::Tensor Linear::dense_weight() const { return weight_4bit ? weight_4bit->dequantize() : weight; }
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   at::Tensor h = x.to(at::kFloat);

@@ -12,6 +12,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "quant/bnb_4bit.h"
+
 namespace lorakit {
 
 // What an adapter (LoRA, in lora/) adds to a Linear's output. Models never mention LoRA.
@@ -21,7 +23,8 @@ class LinearAdapter {
   virtual at::Tensor delta(const at::Tensor& x) const = 0;  // (..., in) -> (..., out)
 };
 
-// The single choke point for projections: y = x W^T + b; if (adapter) y += adapter->delta(x).
+// The single choke point for projections: y = x W^T + b; if (adapter) y += adapter->delta(x). A
+// QLoRA base holds W in 4 bits (weight_4bit, `weight` undefined) and dequantizes it per product.
 struct Linear {
   int64_t in_features = 0;
   int64_t out_features = 0;
@@ -29,11 +32,15 @@ struct Linear {
   bool fan_in_fan_out = false;  // weight stored (in, out), as GPT-2's Conv1D (PEFT's fan_in_fan_out)
   at::Tensor weight;  // (out, in), or (in, out) with fan_in_fan_out
   at::Tensor bias;    // (out) or undefined
+  std::shared_ptr<const quant::Weight4bit> weight_4bit;  // the frozen (out, in) weight in NF4/FP4, or null
   std::shared_ptr<LinearAdapter> adapter;
 
   Linear() = default;
   Linear(int64_t in, int64_t out, bool bias) : in_features(in), out_features(out), has_bias(bias) {}
   at::Tensor forward(const at::Tensor& x) const;
+  c10::Device device() const;
+  // W as the product uses it: `weight`, or the 4-bit weight dequantized (out, in) in its dtype.
+  at::Tensor dense_weight() const;
 };
 
 // transformers' LlamaRMSNorm family: statistics in float32, cast back, then times weight.

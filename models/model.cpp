@@ -16,6 +16,11 @@ void ParamVisitor::linear(const std::string& name, Linear& linear) {
   if (linear.has_bias) tensor(name + ".bias", linear.bias, {linear.out_features});
 }
 
+bool is_output_layer(const std::string& name) {
+  const std::string last = name.substr(name.rfind('.') + 1);
+  return last == "lm_head" || last == "embed_out";
+}
+
 int64_t CausalLM::num_parameters() {
   struct Counter : ParamVisitor {
     int64_t total = 0;

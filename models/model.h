@@ -99,6 +99,10 @@ RopeConfig read_rope_config(const JsonReader& config, double default_theta, doub
 // `dtype` (5.x) or `torch_dtype` (4.x), "" when neither is there.
 std::string read_config_dtype(const JsonReader& config);
 
+// Whether a Linear module is the output layer (lm_head, GPT-NeoX's embed_out): LoRA's all-linear
+// and 4-bit quantization leave it out, as PEFT and transformers do.
+bool is_output_layer(const std::string& module_name);
+
 struct Architecture {
   std::string model_type;
   std::function<std::unique_ptr<CausalLM>(const JsonReader& config)> create;

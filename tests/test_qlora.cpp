@@ -1,0 +1,239 @@
+// QLoRA against bitsandbytes + transformers + PEFT on the CPU (scripts/qlora_oracle.py): lorakit's
+// 4-bit codes, absmax and nested statistics are bit-identical to quantize_4bit's, the dequantized
+// weights identical; tiny llama, EXAONE 4.0 and GPT-NeoX models quantized at load (and read from the
+// directories transformers saved in 4 bits) give bnb's logits, and PEFT's QLoRA loss and LoRA
+// gradients; adapters and `lorakit quantize` / `merge` outputs load in transformers and PEFT.
+#include <filesystem>
+#include <fstream>
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "checkpoints/hf_model.h"
+#include "checkpoints/peft_adapter.h"
+#include "checkpoints/safetensors.h"
+#include "core/error.h"
+#include "lora/lora.h"
+#include "models/loss.h"
+#include "quant/bnb_4bit.h"
+#include "tests/cli_runner.h"
+#include "tests/tensor_compare.h"
+#include "tests/test_paths.h"
+
+namespace fs = std::filesystem;
+using namespace lorakit;
+using lorakit::testing::compare;
+
+namespace {
+
+fs::path oracle_dir() { return fs::path(lorakit::testing::parity_dir()).parent_path() / "qlora"; }
+
+nlohmann::json manifest() {
+  std::ifstream in(oracle_dir() / "manifest.json");
+  return in ? nlohmann::json::parse(in) : nlohmann::json();
+}
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("lorakit_test_qlora_{}", ::getpid()) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir.parent_path());
+  return dir;
+}
+
+// Bit-identity: same shape, dtype and every byte (NaN-free inputs).
+void expect_identical(const at::Tensor& actual, const at::Tensor& expected, const std::string& what) {
+  ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
+  ASSERT_EQ(actual.scalar_type(), expected.scalar_type()) << what;
+  const at::Tensor a = actual.to(at::kCPU).contiguous(), e = expected.to(at::kCPU).contiguous();
+  const int64_t bytes = a.numel() * static_cast<int64_t>(a.element_size());
+  const int64_t differing = std::memcmp(a.data_ptr(), e.data_ptr(), bytes) == 0
+                                ? 0
+                                : (a.to(at::kDouble) != e.to(at::kDouble)).sum().item<int64_t>();
+  std::string first;
+  if (differing > 0) {
+    const int64_t i = (a.to(at::kDouble) != e.to(at::kDouble)).reshape({-1}).nonzero()[0][0].item<int64_t>();
+    first = fmt::format(", the first at flat index {}: {} vs expected {}", i, a.reshape({-1})[i].item<double>(),
+                        e.reshape({-1})[i].item<double>());
+  }
+  EXPECT_EQ(std::memcmp(a.data_ptr(), e.data_ptr(), bytes), 0) << what << ": " << differing << " of " << a.numel()
+                                                               << " values differ" << first;
+}
+
+quant::QuantizeConfig config_of(const nlohmann::json& c) {
+  quant::QuantizeConfig q;
+  q.type = c["quant_type"];
+  q.double_quant = c["double_quant"];
+  return q;
+}
+
+std::map<std::string, const Linear*> linears_of(CausalLM& model) {
+  struct Collect : ParamVisitor {
+    std::map<std::string, const Linear*> out;
+    void tensor(const std::string&, at::Tensor&, const std::vector<int64_t>&) override {}
+    void linear(const std::string& name, Linear& l) override { out[name] = &l; }
+  } collect;
+  model.visit(collect);
+  return collect.out;
+}
+
+}  // namespace
+
+TEST(Qlora, DynamicMapIsBitsandbytes) {
+  const SafetensorsFile ref(oracle_dir() / "tensors.safetensors");
+  expect_identical(quant::dynamic_map(), ref.tensor("dynamic_map"), "create_dynamic_map(signed=True)");
+}
+
+TEST(Qlora, QuantizeIsBitIdenticalToBitsandbytes) {
+  const auto m = manifest();
+  ASSERT_FALSE(m.is_null()) << "no oracle output at " << oracle_dir();
+  const SafetensorsFile ref(oracle_dir() / "tensors.safetensors");
+  int checked = 0;
+  for (const std::string shape : m["shapes"]) {
+    const at::Tensor input = ref.tensor(shape + ".input");
+    for (const std::string type : {"nf4", "fp4"})
+      for (const bool nested : {false, true}) {
+        const std::string key = fmt::format("{}.{}.{}", shape, type, nested ? "double" : "single");
+        SCOPED_TRACE(key);
+        const quant::Weight4bit w = quant::quantize_4bit(input, type, nested);
+        expect_identical(w.packed, ref.tensor(key + ".packed"), "packed codes");
+        expect_identical(w.absmax, ref.tensor(key + ".absmax"), "absmax");
+        expect_identical(w.quant_map, ref.tensor(key + ".quant_map"), "quant_map");
+        if (nested) {
+          expect_identical(w.nested_absmax, ref.tensor(key + ".nested_absmax"), "nested_absmax");
+          expect_identical(w.nested_quant_map, ref.tensor(key + ".nested_quant_map"), "nested_quant_map");
+          EXPECT_EQ(w.offset, ref.tensor(key + ".offset").item<float>());
+        }
+        // Values, not bytes: bitsandbytes' C kernel gives FP4's code 8 as -0.0, the table +0.0.
+        EXPECT_TRUE(at::equal(w.dequantize(), ref.tensor(key + ".dequantized"))) << "dequantize_4bit";
+        ++checked;
+      }
+  }
+  EXPECT_EQ(checked, 4 * static_cast<int>(m["shapes"].size()));
+}
+
+// Quantized as read from the float32 checkpoint, every 4-bit Linear's tensors equal, byte for byte,
+// what transformers saved for the same model (packed codes, statistics and the quant_state JSON);
+// the 4-bit directory itself loads to the same weights.
+TEST(Qlora, QuantizedAtLoadEqualsTheCheckpointTransformersSaved) {
+  const auto m = manifest();
+  ASSERT_FALSE(m.is_null());
+  for (const auto& c : m["cases"]) {
+    const std::string name = c["name"];
+    SCOPED_TRACE(name);
+    const fs::path dir = oracle_dir() / name;
+    auto model = load_hf_model(dir / "base", {at::kFloat, at::kCPU, config_of(c)});
+    auto prequantized = load_hf_model(dir / "q4", {at::kFloat, at::kCPU});
+    const SafetensorsFile saved(dir / "q4" / "model.safetensors");
+    const SafetensorsFile expected(dir / "expected.safetensors");
+    const auto linears = linears_of(*model);
+    const auto prequantized_linears = linears_of(*prequantized);
+    std::vector<std::string> quantized;
+    for (const auto& [module, linear] : linears) {
+      if (!linear->weight_4bit) continue;
+      quantized.push_back(module);
+      for (const auto& [suffix, tensor] : quant::state_tensors(*linear->weight_4bit))
+        expect_identical(tensor, saved.tensor(module + ".weight" + suffix), module + ".weight" + suffix);
+      const at::Tensor dequantized = expected.tensor("dequantized." + module + ".weight");
+      EXPECT_TRUE(at::equal(linear->weight_4bit->dequantize(), dequantized)) << module << " dequantized";
+      ASSERT_TRUE(prequantized_linears.at(module)->weight_4bit) << module;
+      EXPECT_TRUE(at::equal(prequantized_linears.at(module)->weight_4bit->dequantize(), dequantized))
+          << module << " from the 4-bit directory";
+    }
+    EXPECT_EQ(quantized, c["quantized_modules"].get<std::vector<std::string>>());
+  }
+}
+
+TEST(Qlora, LogitsLossAndLoraGradientsMatchBitsandbytesAndPeft) {
+  const auto m = manifest();
+  ASSERT_FALSE(m.is_null());
+  for (const auto& c : m["cases"]) {
+    const std::string name = c["name"];
+    SCOPED_TRACE(name);
+    const fs::path dir = oracle_dir() / name;
+    const SafetensorsFile ref(dir / "expected.safetensors");
+    const at::Tensor ids = ref.tensor("input_ids"), mask = ref.tensor("attention_mask");
+    for (const char* source : {"base", "q4"}) {
+      SCOPED_TRACE(source);
+      auto model = load_hf_model(dir / source, {at::kFloat, at::kCPU, config_of(c)});
+      {
+        c10::NoGradGuard no_grad;
+        const auto cmp = compare(model->forward(ids, mask), ref.tensor("logits_4bit"), 1e-4);
+        EXPECT_TRUE(cmp.ok()) << "4-bit logits: " << cmp.first_mismatch;
+        std::printf("%s from %s: 4-bit logits vs bitsandbytes max %.2e\n", name.c_str(), source, cmp.max_abs);
+      }
+      auto lora = lora::inject_lora(*model, read_peft_adapter_config(dir / "adapter"), 0);
+      load_peft_adapter_weights(dir / "adapter", lora);
+      const at::Tensor loss = causal_lm_loss(model->forward(ids, mask), ref.tensor("labels"));
+      loss.backward();
+      const auto loss_cmp = compare(loss.reshape({1}), ref.tensor("loss"), 1e-4);
+      EXPECT_TRUE(loss_cmp.ok()) << "loss: " << loss_cmp.first_mismatch;
+      double worst = 0;
+      for (const auto& [key, parameter] : lora.named_parameters()) {
+        ASSERT_TRUE(parameter.grad().defined()) << key << " has no gradient";
+        const auto cmp = compare(parameter.grad(), ref.tensor("grad." + key), 1e-4);
+        EXPECT_TRUE(cmp.ok()) << key << ": " << cmp.first_mismatch;
+        worst = std::max(worst, cmp.max_abs);
+      }
+      lora.set_training(false);
+      c10::NoGradGuard no_grad;
+      const auto lora_cmp = compare(model->forward(ids, mask), ref.tensor("logits_lora"), 1e-4);
+      EXPECT_TRUE(lora_cmp.ok()) << "QLoRA logits: " << lora_cmp.first_mismatch;
+      std::printf("%s from %s: QLoRA loss %.2e, %zu LoRA gradients max %.2e, logits %.2e\n", name.c_str(), source,
+                  loss_cmp.max_abs, lora.named_parameters().size(), worst, lora_cmp.max_abs);
+    }
+  }
+}
+
+TEST(Qlora, BadInputIsNamed) {
+  const auto m = manifest();
+  ASSERT_FALSE(m.is_null());
+  // A damaged quant_state names the tensor.
+  const fs::path q4 = oracle_dir() / "llama-nf4" / "q4";
+  const fs::path bad = scratch("bad-q4");
+  fs::create_directories(bad);
+  fs::copy_file(q4 / "config.json", bad / "config.json");
+  const SafetensorsFile saved(q4 / "model.safetensors");
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  const std::string victim = "model.layers.1.mlp.up_proj.weight.quant_state.bitsandbytes__nf4";
+  for (const auto& e : saved.entries()) {
+    at::Tensor t = saved.tensor(e.name);
+    if (e.name == victim) t = t.slice(0, 0, 20).clone();  // truncated JSON
+    tensors.emplace_back(e.name, t);
+  }
+  save_safetensors(bad / "model.safetensors", tensors);
+  std::string message;
+  try {
+    load_hf_model(bad, {});
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("model.layers.1.mlp.up_proj.weight"), std::string::npos) << message;
+  EXPECT_NE(message.find("quant_state"), std::string::npos) << message;
+
+  // A missing statistic is a missing tensor of the check.
+  tensors.erase(std::remove_if(tensors.begin(), tensors.end(), [](const auto& t) {
+    return t.first == "model.layers.0.self_attn.q_proj.weight.absmax";
+  }), tensors.end());
+  save_safetensors(bad / "model.safetensors", tensors);
+  message.clear();
+  try {
+    load_hf_model(bad, {});
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("missing"), std::string::npos) << message;
+  EXPECT_NE(message.find("model.layers.0.self_attn.q_proj.weight.absmax"), std::string::npos) << message;
+
+  // An unknown type is refused before anything is read.
+  quant::QuantizeConfig int3;
+  int3.type = "int3";
+  message.clear();
+  try {
+    load_hf_model(oracle_dir() / "llama-nf4" / "base", {at::kFloat, at::kCPU, int3});
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("'int3'"), std::string::npos) << message;
+}
