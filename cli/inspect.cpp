@@ -25,6 +25,31 @@ int64_t dtype_bytes(const std::string& dtype) {
 struct LoraEstimate {
   int64_t r, params, bytes;
 };
+// The base's Linear weights as QLoRA holds them (every Linear but the output layer in NF4, with
+// double quantization), and the parameters that stay in the weights' dtype.
+struct Nf4Estimate {
+  int64_t quantized_params = 0, quantized_bytes = 0, other_params = 0;
+};
+Nf4Estimate estimate_nf4(CausalLM& model) {
+  struct Collector : ParamVisitor {
+    Nf4Estimate e;
+    void tensor(const std::string&, at::Tensor&, const std::vector<int64_t>& shape) override {
+      int64_t n = 1;
+      for (int64_t d : shape) n *= d;
+      e.other_params += n;
+    }
+    void linear(const std::string& name, Linear& l) override {
+      if (is_output_layer(name) || l.fan_in_fan_out) return ParamVisitor::linear(name, l);
+      const int64_t n = l.in_features * l.out_features;
+      e.quantized_params += n;
+      e.quantized_bytes += quant::weight_4bit_bytes(n, /*double_quant=*/true);
+      if (l.has_bias) tensor(name + ".bias", l.bias, {l.out_features});
+    }
+  } collector;
+  model.visit(collector);
+  return collector.e;
+}
+
 std::vector<LoraEstimate> estimate_lora(CausalLM& model, const std::vector<std::string>& targets) {
   struct Collector : ParamVisitor {
     const std::vector<std::string>& targets;
@@ -64,6 +89,9 @@ void run_inspect(const std::string& dir, bool as_json) {
   }
   const int64_t weight_bytes = num_parameters * dtype_bytes(weight_dtype);
   std::vector<LoraEstimate> lora = estimate_lora(*model, arch.default_lora_targets);
+  const Nf4Estimate nf4 = estimate_nf4(*model);
+  const std::string unquantized_dtype = weight_dtype;  // embeddings, norms and the output layer stay as stored
+  const int64_t nf4_bytes = nf4.quantized_bytes + nf4.other_params * dtype_bytes(unquantized_dtype);
 
   nlohmann::ordered_json out = {
       {"model_dir", dir},
@@ -78,6 +106,13 @@ void run_inspect(const std::string& dir, bool as_json) {
   for (const auto& e : lora)
     memory["lora"].push_back({{"r", e.r}, {"target_modules", arch.default_lora_targets}, {"trainable_params", e.params},
                               {"bytes", e.bytes}});
+  memory["nf4"] = {{"weights_bytes", nf4_bytes},
+                   {"quantized_params", nf4.quantized_params},
+                   {"quantized_bytes", nf4.quantized_bytes},
+                   {"unquantized_params", nf4.other_params},
+                   {"unquantized_dtype", unquantized_dtype}};
+  for (const auto& e : lora)
+    memory["nf4"]["with_lora"].push_back({{"r", e.r}, {"bytes", nf4_bytes + e.bytes}});
   out["memory"] = memory;
 
   if (as_json) {
@@ -104,6 +139,13 @@ void run_inspect(const std::string& dir, bool as_json) {
                fmt::join(arch.default_lora_targets, ","), with_commas(e.params),
                100.0 * static_cast<double>(e.params) / static_cast<double>(num_parameters),
                human_bytes(static_cast<double>(e.bytes)));
+  fmt::print("QLoRA        model.quantization: nf4 (double quantization): {} Linear weights in {} ({:.2f} bits each), "
+             "{} other parameters in {}: {}\n", with_commas(nf4.quantized_params),
+             human_bytes(static_cast<double>(nf4.quantized_bytes)),
+             8.0 * static_cast<double>(nf4.quantized_bytes) / static_cast<double>(std::max<int64_t>(1, nf4.quantized_params)),
+             with_commas(nf4.other_params), unquantized_dtype, human_bytes(static_cast<double>(nf4_bytes)));
+  for (const auto& e : lora)
+    fmt::print("             with LoRA r={:<3} + AdamW: {}\n", e.r, human_bytes(static_cast<double>(nf4_bytes + e.bytes)));
   fmt::print("             (activations come on top and depend on batch size and sequence length)\n");
 }
 

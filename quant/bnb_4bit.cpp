@@ -98,6 +98,12 @@ int64_t Weight4bit::bytes() const {
   return total;
 }
 
+int64_t weight_4bit_bytes(int64_t numel, bool double_quant, int64_t blocksize) {
+  const int64_t blocks = ceil_div(numel, blocksize);
+  const int64_t statistics = double_quant ? blocks + ceil_div(blocks, 256) * 4 + 256 * 4 : blocks * 4;
+  return ceil_div(numel, 2) + statistics + 16 * 4;
+}
+
 at::Tensor Weight4bit::absmax_float() const {
   if (!nested) return absmax.to(at::kFloat);
   return dequantize_blockwise(absmax, nested_absmax, nested_quant_map, nested_blocksize) + offset;

@@ -54,6 +54,10 @@ struct Weight4bit {
   Weight4bit to(const c10::Device& device) const;
 };
 
+// What a 4-bit weight of `numel` values holds (Weight4bit::bytes() of it), without quantizing:
+// for memory estimates (`inspect`).
+int64_t weight_4bit_bytes(int64_t numel, bool double_quant, int64_t blocksize = 64);
+
 // The 16-value codes (bitsandbytes' get_4bit_type), the signed 8-bit dynamic map of the nested
 // statistics (create_dynamic_map(signed=True)).
 at::Tensor code_4bit(const std::string& quant_type);

@@ -2,7 +2,9 @@
 """transformers/PEFT reading what lorakit wrote (tests/test_export.cpp).
 
   peft     --base B --adapter A --inputs F --out O   PeftModel.from_pretrained(base, adapter): reports
-                                                     missing/unexpected adapter keys, writes logits
+           [--quantize nf4|fp4 [--no-double-quant]]  missing/unexpected adapter keys, writes logits; with
+                                                     --quantize the base loads through bitsandbytes (compute
+                                                     float32) as a QLoRA base
   merged   --model M --inputs F --out O              AutoModelForCausalLM.from_pretrained(merged): reports
                                                      missing/unexpected keys and dtype, writes logits (fp32)
   generate --base B [--adapter A] --inputs F --max-new-tokens N
@@ -41,6 +43,8 @@ def parser():
     parser.add_argument("--out")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--jobs", help="batch: a file with one command line of the other modes per line")
+    parser.add_argument("--quantize", choices=["nf4", "fp4"], help="peft: load the base in 4 bits (bitsandbytes)")
+    parser.add_argument("--no-double-quant", action="store_true")
     return parser
 
 
@@ -56,6 +60,29 @@ def main():
     print(json.dumps(reports))
 
 
+def four_bit(model_dir, quant_type=None, double_quant=True):
+    """from_pretrained's arguments for a 4-bit model: a directory saved in 4 bits, or quant_type set.
+
+    The Linear4bit modules then compute in float32 (their training path): on CPUs with AVX512-BF16
+    their inference path would repack the weight and multiply in bf16."""
+    saved = "quantization_config" in json.loads((Path(model_dir) / "config.json").read_text())
+    if not saved and not quant_type:
+        return {}
+    kwargs = {"device_map": "cpu"}
+    if quant_type:
+        from transformers import BitsAndBytesConfig
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=quant_type, bnb_4bit_use_double_quant=double_quant,
+            bnb_4bit_compute_dtype=torch.float32)
+    return kwargs
+
+
+def float32_product(model):
+    for module in model.modules():
+        if type(module).__name__ == "Linear4bit":
+            module.support_avx512bf16_for_cpu = False
+
+
 def run(args):
     inputs = load_file(args.inputs)
     ids = inputs["input_ids"].long()
@@ -69,7 +96,7 @@ def run(args):
             info = {"missing_keys": missing, "unexpected_keys": unexpected}
         else:
             model, info = AutoModelForCausalLM.from_pretrained(args.model, output_loading_info=True,
-                                                               attn_implementation="eager")
+                                                               attn_implementation="eager", **four_bit(args.model))
         report = {"missing": sorted(info["missing_keys"]), "unexpected": sorted(info["unexpected_keys"]),
                   "dtype": str(model.dtype), "tied": model.get_output_embeddings().weight.data_ptr()
                   == model.get_input_embeddings().weight.data_ptr()}
@@ -80,12 +107,14 @@ def run(args):
                 exaone3.adapter_to_llama(args.adapter, Path(scratch.name))
                 args.adapter = scratch.name
         else:
-            model = AutoModelForCausalLM.from_pretrained(args.base, attn_implementation="eager", dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(args.base, attn_implementation="eager", dtype=torch.float32,
+                                                         **four_bit(args.base, args.quantize, not args.no_double_quant))
         if args.adapter:
             model = PeftModel.from_pretrained(model, args.adapter)
             saved = set(load_peft_weights(args.adapter).keys())
             expected = set(get_peft_model_state_dict(model).keys())
             report = {"missing": sorted(expected - saved), "unexpected": sorted(saved - expected)}
+    float32_product(model)
     model.eval()
     with torch.no_grad():
         if args.mode == "generate":

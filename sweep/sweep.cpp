@@ -68,7 +68,8 @@ json measure_inference(const Recipe& recipe, const fs::path& run_dir) {
   if (recipe.inference.prompts.empty()) return out;
   const c10::Device device = resolve_device(recipe.train.device, "train.device", "--device cpu");
   const auto tokenizer = tokenizers::load_tokenizer(recipe.model.path);
-  auto model = load_hf_model(recipe.model.path, {parse_dtype(recipe.model.dtype, "model.dtype"), device});
+  auto model = load_hf_model(recipe.model.path, {parse_dtype(recipe.model.dtype, "model.dtype"), device,
+                                                 trainer::quantize_config(recipe.model)});
   apply_peft_adapter(*model, run_dir / "adapter");
   inference::GenerationConfig config;
   config.max_new_tokens = recipe.inference.max_new_tokens;

@@ -5,6 +5,8 @@
 // gradients; adapters and `lorakit quantize` / `merge` outputs load in transformers and PEFT.
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <set>
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
@@ -236,4 +238,138 @@ TEST(Qlora, BadInputIsNamed) {
     message = e.what();
   }
   EXPECT_NE(message.find("'int3'"), std::string::npos) << message;
+}
+
+namespace {
+
+// scripts/check_exports.py in one process for all `lines`; one JSON report per line.
+std::vector<nlohmann::json> check_batch(const std::vector<std::string>& lines) {
+  const fs::path jobs = scratch("jobs.txt");
+  std::ofstream(jobs) << fmt::format("{}\n", fmt::join(lines, "\n"));
+  const auto r = lorakit::testing::run_command(fmt::format("{} {}/scripts/check_exports.py batch --jobs '{}'",
+                                                           lorakit::testing::venv_python(),
+                                                           fs::path(LORAKIT_SOURCE_DIR).string(), jobs.string()));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::string out = r.output;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  const size_t line = out.rfind('\n');
+  const nlohmann::json reports = nlohmann::json::parse(out.substr(line == std::string::npos ? 0 : line + 1), nullptr, false);
+  EXPECT_TRUE(reports.is_array() && reports.size() == lines.size()) << r.output;
+  return reports.is_array() ? reports.get<std::vector<nlohmann::json>>() : std::vector<nlohmann::json>(lines.size());
+}
+
+at::Tensor qlora_logits(const fs::path& model_dir, const quant::QuantizeConfig& q, const fs::path& adapter,
+                        const at::Tensor& ids, const at::Tensor& mask) {
+  auto model = load_hf_model(model_dir, {at::kFloat, at::kCPU, q});
+  std::optional<lora::LoraModel> lora;
+  if (!adapter.empty()) {
+    lora = lora::inject_lora(*model, read_peft_adapter_config(adapter), 0);
+    load_peft_adapter_weights(adapter, *lora);
+    lora->set_training(false);
+  }
+  c10::NoGradGuard no_grad;
+  return model->forward(ids, mask);
+}
+
+}  // namespace
+
+// `lorakit quantize` writes what transformers writes (byte for byte) and transformers loads it with
+// bitsandbytes' logits; a PEFT QLoRA adapter on lorakit's 4-bit directory; `merge` of a 4-bit base
+// loads in AutoModelForCausalLM with the QLoRA model's logits.
+TEST(Qlora, QuantizeAndMergeOutputsLoadInTransformers) {
+  const auto m = manifest();
+  ASSERT_FALSE(m.is_null());
+  std::vector<std::string> jobs;
+  struct Expect {
+    std::string what;
+    at::Tensor logits;
+    fs::path out;
+  };
+  std::vector<Expect> expects;
+  for (const auto& c : m["cases"]) {
+    const std::string name = c["name"];
+    if (!c["double_quant"].get<bool>()) continue;
+    SCOPED_TRACE(name);
+    const fs::path dir = oracle_dir() / name;
+    const fs::path q4 = scratch(name + "-q4"), merged = scratch(name + "-merged");
+    auto r = lorakit::testing::run(fmt::format("quantize '{}' --out '{}'", (dir / "base").string(), q4.string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("quantized"), std::string::npos) << r.output;
+    // The tensors transformers saved for this model, byte for byte (JSON included), and no others.
+    const SafetensorsFile ours(q4 / "model.safetensors"), theirs(dir / "q4" / "model.safetensors");
+    std::set<std::string> our_names, their_names;
+    for (const auto& e : ours.entries()) our_names.insert(e.name);
+    for (const auto& e : theirs.entries()) their_names.insert(e.name);
+    EXPECT_EQ(our_names, their_names);
+    for (const auto& e : theirs.entries())
+      if (ours.find(e.name)) expect_identical(ours.tensor(e.name), theirs.tensor(e.name), e.name);
+    r = lorakit::testing::run(
+        fmt::format("merge --model '{}' --adapter '{}' --out '{}'", q4.string(), (dir / "adapter").string(), merged.string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("dequantized"), std::string::npos) << r.output;
+
+    const fs::path inputs = dir / "expected.safetensors";
+    const SafetensorsFile ref(inputs);
+    const at::Tensor ids = ref.tensor("input_ids"), mask = ref.tensor("attention_mask");
+    jobs.push_back(fmt::format("merged --model '{}' --inputs '{}' --out '{}'", q4.string(), inputs.string(),
+                               (q4.string() + ".logits")));
+    expects.push_back({name + " lorakit quantize in transformers", ref.tensor("logits_4bit"), q4.string() + ".logits"});
+    jobs.push_back(fmt::format("peft --base '{}' --adapter '{}' --inputs '{}' --out '{}'", q4.string(),
+                               (dir / "adapter").string(), inputs.string(), q4.string() + ".peft"));
+    expects.push_back({name + " PEFT adapter on lorakit's 4-bit directory", ref.tensor("logits_lora"), q4.string() + ".peft"});
+    jobs.push_back(fmt::format("merged --model '{}' --inputs '{}' --out '{}'", merged.string(), inputs.string(),
+                               merged.string() + ".logits"));
+    expects.push_back({name + " merged QLoRA in transformers",
+                       qlora_logits(q4, {}, dir / "adapter", ids, mask), merged.string() + ".logits"});
+  }
+  ASSERT_FALSE(jobs.empty());
+  const auto reports = check_batch(jobs);
+  for (size_t i = 0; i < expects.size(); ++i) {
+    SCOPED_TRACE(expects[i].what);
+    if (reports[i].contains("missing")) {
+      EXPECT_TRUE(reports[i]["missing"].empty()) << reports[i].dump();
+      EXPECT_TRUE(reports[i]["unexpected"].empty()) << reports[i].dump();
+    }
+    const auto cmp = compare(SafetensorsFile(expects[i].out).tensor("logits"), expects[i].logits, 1e-4);
+    EXPECT_TRUE(cmp.ok()) << cmp.first_mismatch;
+    std::printf("%s: logits max %.2e\n", expects[i].what.c_str(), cmp.max_abs);
+  }
+}
+
+// A QLoRA run (`model.quantization: nf4` in the recipe): its adapter loads in PEFT on the
+// bitsandbytes model with lorakit's logits, and `merge --quantization nf4` folds it into the same
+// dequantized weights.
+TEST(Qlora, TrainedQloraAdapterLoadsInPeftOnBitsandbytes) {
+  const fs::path oracle = oracle_dir().parent_path() / "train";
+  ASSERT_TRUE(fs::exists(oracle / "recipe.yaml")) << "train oracle output missing";
+  const fs::path run_dir = scratch("qlora-run"), merged = scratch("qlora-run-merged");
+  auto r = lorakit::testing::run(fmt::format("train '{}' --set model.quantization=nf4 --set train.max_steps=3 "
+                                             "--set train.save_steps=0 --set output.dir='{}'",
+                                             (oracle / "recipe.yaml").string(), run_dir.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const fs::path adapter = run_dir / "adapter";
+  r = lorakit::testing::run(fmt::format("merge --model '{}' --adapter '{}' --quantization nf4 --out '{}'",
+                                        (oracle / "model").string(), adapter.string(), merged.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  at::Tensor ids = at::randint(3, 300, {2, 11}, at::kLong);
+  at::Tensor mask = at::ones({2, 11}, at::kLong);
+  mask[1].slice(0, 7).fill_(0);
+  const fs::path inputs = run_dir.parent_path() / "qlora_inputs.safetensors";
+  save_safetensors(inputs, {{"input_ids", ids}, {"attention_mask", mask}});
+  quant::QuantizeConfig nf4;
+  nf4.type = "nf4";
+  const at::Tensor ours = qlora_logits(oracle / "model", nf4, adapter, ids, mask);
+  const auto reports = check_batch(
+      {fmt::format("peft --base '{}' --quantize nf4 --adapter '{}' --inputs '{}' --out '{}'", (oracle / "model").string(),
+                   adapter.string(), inputs.string(), (run_dir.string() + ".peft")),
+       fmt::format("merged --model '{}' --inputs '{}' --out '{}'", merged.string(), inputs.string(),
+                   merged.string() + ".logits")});
+  EXPECT_TRUE(reports[0]["missing"].empty() && reports[0]["unexpected"].empty()) << reports[0].dump();
+  const auto peft_cmp = compare(SafetensorsFile(run_dir.string() + ".peft").tensor("logits"), ours, 1e-4);
+  EXPECT_TRUE(peft_cmp.ok()) << "PEFT on bitsandbytes: " << peft_cmp.first_mismatch;
+  const auto merged_cmp = compare(SafetensorsFile(merged.string() + ".logits").tensor("logits"), ours, 1e-4);
+  EXPECT_TRUE(merged_cmp.ok()) << "merged: " << merged_cmp.first_mismatch;
+  std::printf("lorakit QLoRA adapter: PEFT on bitsandbytes logits max %.2e; merged (dense) in transformers %.2e\n",
+              peft_cmp.max_abs, merged_cmp.max_abs);
 }

@@ -7,6 +7,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "core/error.h"
+#include "device/dtype.h"
 
 namespace lorakit::trainer {
 namespace {
@@ -149,6 +150,19 @@ std::string resolve_path(const std::string& value, const fs::path& base) {
 
 }  // namespace
 
+quant::QuantizeConfig quantize_config(const ModelSection& model) {
+  quant::QuantizeConfig q;
+  if (model.quantization == "none" || model.quantization.empty()) return q;
+  if (model.quantization != "nf4" && model.quantization != "fp4")
+    fail("model.quantization '{}': expected none, nf4 or fp4{}", model.quantization,
+         did_you_mean(model.quantization, {"none", "nf4", "fp4"}));
+  q.type = model.quantization;
+  q.double_quant = model.double_quant;
+  if (!model.compute_dtype.empty()) q.compute_dtype = parse_dtype(model.compute_dtype, "model.compute_dtype");
+  q.skip_modules = model.skip_modules;
+  return q;
+}
+
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides) {
   if (!fs::exists(path)) fail("{}: no such recipe file", path);
   YAML::Node root;
@@ -183,6 +197,16 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
     problems.push_back(fmt::format("{}: model.dtype '{}': expected fp32, bf16 or fp16",
                                    root["model"] && root["model"]["dtype"] ? where_of(path, root["model"]["dtype"]) : path,
                                    recipe.model.dtype));
+  const std::string& quantization = recipe.model.quantization;
+  if (quantization != "none" && quantization != "nf4" && quantization != "fp4")
+    problems.push_back(fmt::format("{}: model.quantization '{}': expected none, nf4 or fp4{}",
+                                   root["model"] && root["model"]["quantization"] ? where_of(path, root["model"]["quantization"]) : path,
+                                   quantization, did_you_mean(quantization, {"none", "nf4", "fp4"})));
+  const std::string& compute = recipe.model.compute_dtype;
+  if (!compute.empty() && compute != "fp32" && compute != "bf16" && compute != "fp16")
+    problems.push_back(fmt::format("{}: model.compute_dtype '{}': expected fp32, bf16 or fp16 (or empty: model.dtype)",
+                                   root["model"] && root["model"]["compute_dtype"] ? where_of(path, root["model"]["compute_dtype"]) : path,
+                                   compute));
   if (!problems.empty()) {
     std::string message = fmt::format("{}: {} problem{} in the recipe", path, problems.size(), problems.size() == 1 ? "" : "s");
     for (const auto& p : problems) message += "\n  " + p;

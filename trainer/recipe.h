@@ -9,12 +9,17 @@
 
 #include "data/examples.h"
 #include "lora/lora.h"
+#include "quant/bnb_4bit.h"
 
 namespace lorakit::trainer {
 
 struct ModelSection {
   std::string path;           // Hugging Face model directory
   std::string dtype = "fp32"; // fp32 | bf16 | fp16: the frozen base weights and the computation
+  std::string quantization = "none";      // none | nf4 | fp4 (QLoRA: 4-bit Linear weights)
+  bool double_quant = true;               // quantize the 4-bit absmax too
+  std::string compute_dtype;              // "" = dtype
+  std::vector<std::string> skip_modules;  // Linear modules kept in dtype besides the output layer
 };
 
 template <typename Visitor>
@@ -23,7 +28,16 @@ void visit_fields(ModelSection& c, Visitor&& v) {
   v("dtype", c.dtype,
     "fp32, bf16 or fp16: the dtype the frozen base weights are loaded in and the model computes in (as "
     "from_pretrained(dtype=...)); LoRA weights stay fp32; fp16 trains with dynamic loss scaling");
+  v("quantization", c.quantization,
+    "none, nf4 or fp4: QLoRA, every Linear but the output layer quantized to 4 bits as it is read, as "
+    "BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=...); a directory saved in 4 bits loads as such");
+  v("double_quant", c.double_quant, "quantize the 4-bit absmax statistics too (bnb_4bit_use_double_quant), ~0.4 bit/weight less");
+  v("compute_dtype", c.compute_dtype, "fp32, bf16 or fp16: what 4-bit Linears compute in (bnb_4bit_compute_dtype); empty: dtype");
+  v("skip_modules", c.skip_modules, "Linear modules kept unquantized (llm_int8_skip_modules: a module whose name contains one)");
 }
+
+// model.quantization & co. as the loader takes them (disabled for "none").
+quant::QuantizeConfig quantize_config(const ModelSection& model);
 
 // The `train` section: HF TrainingArguments' names where one exists.
 struct TrainSection {

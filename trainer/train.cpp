@@ -236,7 +236,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   const auto tokenizer = recipe.data.ids_column.empty() ? tokenizers::load_tokenizer(recipe.model.path)
                                                         : tokenizers::load_tokenizer_or_ids_only(recipe.model.path);
   const DataPlan plan = plan_data(recipe, tokenizer, options.quiet);
-  auto model = load_hf_model(recipe.model.path, {dtype, device});
+  auto model = load_hf_model(recipe.model.path, {dtype, device, quantize_config(recipe.model)});
   if (t.packing && !model->masks_padding())
     fail("{}: train.packing keeps packed examples apart through the attention mask, and {} (a recurrent model) has "
          "none; hint: set train.packing: false", recipe.model.path, model->summary().model_type);
