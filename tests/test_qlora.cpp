@@ -373,3 +373,26 @@ TEST(Qlora, TrainedQloraAdapterLoadsInPeftOnBitsandbytes) {
   std::printf("lorakit QLoRA adapter: PEFT on bitsandbytes logits max %.2e; merged (dense) in transformers %.2e\n",
               peft_cmp.max_abs, merged_cmp.max_abs);
 }
+
+// `inspect`'s NF4 estimate is what loading with model.quantization: nf4 allocates.
+TEST(Qlora, InspectEstimatesTheBytesLoadingAllocates) {
+  const fs::path dir = oracle_dir() / "llama-nf4" / "base";
+  const auto r = lorakit::testing::run(fmt::format("inspect '{}' --json", dir.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json report = nlohmann::json::parse(r.output);
+  quant::QuantizeConfig nf4;
+  nf4.type = "nf4";
+  auto model = load_hf_model(dir, {at::kFloat, at::kCPU, nf4});
+  int64_t quantized_bytes = 0, quantized_params = 0;
+  for (const auto& [name, linear] : linears_of(*model))
+    if (linear->weight_4bit) {
+      quantized_bytes += linear->weight_4bit->bytes();
+      quantized_params += linear->weight_4bit->numel();
+    }
+  const nlohmann::json& estimate = report["memory"]["nf4"];
+  EXPECT_EQ(estimate["quantized_bytes"].get<int64_t>(), quantized_bytes);
+  EXPECT_EQ(estimate["quantized_params"].get<int64_t>(), quantized_params);
+  EXPECT_EQ(estimate["unquantized_params"].get<int64_t>() + quantized_params, model->num_parameters());
+  EXPECT_EQ(estimate["weights_bytes"].get<int64_t>(),
+            quantized_bytes + 4 * estimate["unquantized_params"].get<int64_t>());  // float32 checkpoint
+}
