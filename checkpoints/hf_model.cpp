@@ -208,12 +208,7 @@ std::unique_ptr<CausalLM> load_hf_model(const fs::path& dir, const LoadOptions& 
       l.weight_4bit = std::make_shared<const quant::Weight4bit>(std::move(w));
       if (l.has_bias) tensor(name + ".bias", l.bias, {l.out_features});
     }
-    // transformers' llm_int8_skip_modules: a module stays unquantized when its name contains one.
-    bool skipped(const std::string& name) const {
-      for (const auto& s : options.quantize.skip_modules)
-        if (name.find(s) != std::string::npos) return true;
-      return false;
-    }
+    bool skipped(const std::string& name) const { return quant::is_skipped(name, options.quantize.skip_modules); }
   } filler(index, options, compute_dtype);
   model->visit(filler);
   return model;

@@ -48,6 +48,18 @@ std::pair<std::string, data::DataConfig> DataArgs::resolve() const {
   return {model, out};
 }
 
+std::string DataArgs::recipe_quantization() const {
+  if (recipe.empty()) return "";
+  const std::string q = trainer::load_recipe(recipe, sets).model.quantization;
+  return q == "none" ? "" : q;
+}
+
+quant::QuantizeConfig quantization_of(const std::string& type) {
+  quant::QuantizeConfig q;
+  q.type = type;
+  return q;
+}
+
 void add_data_options(CLI::App* cmd, DataArgs& args) {
   cmd->add_option("--model", args.model, "Hugging Face model directory (weights, tokenizer, chat template)");
   cmd->add_option("--recipe", args.recipe, "Recipe YAML whose model and data sections to use");

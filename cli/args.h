@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "data/examples.h"
+#include "quant/bnb_4bit.h"
 
 namespace lorakit::cli {
 
@@ -26,7 +27,13 @@ struct DataArgs {
 
   // The model directory and data config from the recipe or the flags.
   std::pair<std::string, data::DataConfig> resolve() const;
+  // The recipe's model.quantization ("" without a recipe or for "none").
+  std::string recipe_quantization() const;
 };
 void add_data_options(CLI::App* cmd, DataArgs& args);
+
+// --quantization nf4|fp4 as the loader takes it (double quantization, as model.double_quant's
+// default); "" loads the weights as stored.
+quant::QuantizeConfig quantization_of(const std::string& type);
 
 }  // namespace lorakit::cli

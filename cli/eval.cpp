@@ -22,7 +22,7 @@ namespace lorakit::cli {
 namespace {
 
 struct EvalArgs {
-  std::string dtype = "fp32", device = "cpu", adapter, predictions;
+  std::string dtype = "fp32", device = "cpu", adapter, predictions, quantization;
   int64_t batch_size = 8;
   DataArgs data;
   bool json = false, generate = false;
@@ -67,7 +67,7 @@ void run_eval(const EvalArgs& args) {
   const at::ScalarType dtype = parse_dtype(args.dtype, "--dtype");
   check_dtype_on_device(dtype, device, "--dtype");
   const auto start = std::chrono::steady_clock::now();
-  std::unique_ptr<CausalLM> model = load_hf_model(model_dir, {dtype, device});
+  std::unique_ptr<CausalLM> model = load_hf_model(model_dir, {dtype, device, quantization_of(args.quantization.empty() ? args.data.recipe_quantization() : args.quantization)});
   if (!args.adapter.empty()) apply_peft_adapter(*model, args.adapter);
   if (args.generate) {
     inference::GenerationConfig generation;
@@ -103,6 +103,9 @@ void add_eval(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("eval", "Mean token loss and perplexity of a model over a CSV/JSONL file");
   add_data_options(cmd, args->data);
   cmd->add_option("--dtype", args->dtype, "fp32, bf16 or fp16")->capture_default_str();
+  cmd->add_option("--quantization", args->quantization,
+                  "nf4 or fp4: quantize the base to 4 bits as a QLoRA run did (model.quantization; double quantization)")
+      ->check(CLI::IsMember({"nf4", "fp4"}));
   cmd->add_option("--device", args->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--batch-size", args->batch_size, "Rows (or, with --generate, prompts) per forward pass")->capture_default_str();
   cmd->add_option("--adapter", args->adapter, "PEFT adapter directory (lorakit's or PeftModel.save_pretrained's) applied to the model");

@@ -21,7 +21,7 @@ namespace lorakit::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string model, adapter, prompt, prompts, dtype = "fp32", device = "cpu";
+  std::string model, adapter, prompt, prompts, dtype = "fp32", device = "cpu", quantization;
   int64_t batch_size = 1;
   bool chat = false, json = false, greedy = false;
   std::vector<std::string> stop;
@@ -50,7 +50,7 @@ void run_generate(GenerateArgs args, bool sampling_flag) {
   const c10::Device device = resolve_device(args.device, "--device", "--device cpu");
   const at::ScalarType dtype = parse_dtype(args.dtype, "--dtype");
   check_dtype_on_device(dtype, device, "--dtype");
-  auto model = load_hf_model(args.model, {dtype, device});
+  auto model = load_hf_model(args.model, {dtype, device, quantization_of(args.quantization)});
   if (!args.adapter.empty()) {
     apply_peft_adapter(*model, args.adapter);
   }
@@ -120,6 +120,9 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--stop", args->stop, "Stop when the text contains this string (repeatable)");
   cmd->add_option("--seed", args->config.seed, "Sampling seed")->capture_default_str();
   cmd->add_option("--dtype", args->dtype, "fp32, bf16 or fp16")->capture_default_str();
+  cmd->add_option("--quantization", args->quantization,
+                  "nf4 or fp4: quantize the base to 4 bits as a QLoRA run did (model.quantization; double quantization)")
+      ->check(CLI::IsMember({"nf4", "fp4"}));
   cmd->add_option("--device", args->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--batch-size", args->batch_size,
                   "Prompts of --prompts generated together (left padded); 1 streams each answer as it comes")

@@ -21,7 +21,7 @@ void add_quantize(CLI::App& app) {
   cmd->add_flag("--no-double-quant", args->no_double_quant, "Keep the absmax statistics in float32");
   cmd->add_option("--dtype", args->dtype, "fp32, bf16 or fp16: the unquantized tensors (default: the config's dtype)");
   cmd->add_option("--compute-dtype", args->compute_dtype, "bnb_4bit_compute_dtype written to the config (default: --dtype)");
-  cmd->add_option("--skip-modules", args->skip, "Linear modules kept unquantized (a module whose name contains one)");
+  cmd->add_option("--skip-modules", args->skip, "Linear modules kept unquantized: a suffix (down_proj) or a regex from the start of the name (model.layers.*.mlp)");
   cmd->add_option("--device", args->device, "Where weights are quantized: cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--max-shard-size", args->shard, "Largest safetensors shard, e.g. 2GB or 500MB")->capture_default_str();
   cmd->add_flag("--overwrite", args->overwrite, "Replace an existing output directory");

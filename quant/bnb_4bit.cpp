@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <regex>
 
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/argsort.h>
@@ -59,6 +60,24 @@ std::string python_float(double v) {
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
+
+bool is_skipped(const std::string& name, const std::vector<std::string>& patterns) {
+  for (const auto& pattern : patterns) {
+    if (name.ends_with(pattern)) return true;
+    std::regex re;
+    try {
+      re = std::regex(pattern);
+    } catch (const std::regex_error& e) {
+      fail("skip_modules pattern '{}' is not a regular expression ({})", pattern, e.what());
+    }
+    // re.match(pattern + boundary): the pattern covers name[0, end) and `end` is at a module boundary.
+    for (size_t end = 0; end <= name.size(); ++end) {
+      const bool boundary = end == name.size() || name[end] == '.' || (end > 0 && name[end - 1] == '.');
+      if (boundary && std::regex_match(name.begin(), name.begin() + static_cast<std::ptrdiff_t>(end), re)) return true;
+    }
+  }
+  return false;
+}
 
 at::Tensor code_4bit(const std::string& quant_type) {
   const float* values = quant_type == "nf4" ? kNf4 : quant_type == "fp4" ? kFp4 : nullptr;

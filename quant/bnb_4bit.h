@@ -27,6 +27,11 @@ struct QuantizeConfig {
   bool enabled() const { return !type.empty(); }
 };
 
+// transformers 5's should_convert_module, negated: a module is skipped when a pattern matches its
+// name from the start up to a module boundary (as a regex: "model.layers.1" or "model.layers.*.mlp",
+// not "model.layers.11"), or is a suffix of it ("down_proj").
+bool is_skipped(const std::string& module_name, const std::vector<std::string>& patterns);
+
 // bitsandbytes' QuantState of one weight.
 struct Weight4bit {
   std::string quant_type = "nf4";      // nf4 | fp4

@@ -188,6 +188,17 @@ TEST(Qlora, LogitsLossAndLoraGradientsMatchBitsandbytesAndPeft) {
   }
 }
 
+TEST(Qlora, SkipModulesFollowTransformers) {
+  const std::string name = "model.layers.11.mlp.down_proj";
+  EXPECT_TRUE(quant::is_skipped(name, {"down_proj"}));           // suffix
+  EXPECT_TRUE(quant::is_skipped(name, {"model.layers.11"}));     // prefix to a boundary
+  EXPECT_FALSE(quant::is_skipped(name, {"model.layers.1"}));     // not a boundary
+  EXPECT_TRUE(quant::is_skipped(name, {"model.layers.*.mlp"}));  // regex prefix
+  EXPECT_FALSE(quant::is_skipped(name, {"mlp"}));                // neither prefix nor suffix
+  EXPECT_FALSE(quant::is_skipped(name, {"mlp.down"}));
+  EXPECT_FALSE(quant::is_skipped(name, {}));
+}
+
 TEST(Qlora, BadInputIsNamed) {
   const auto m = manifest();
   ASSERT_FALSE(m.is_null());
@@ -321,6 +332,26 @@ TEST(Qlora, QuantizeAndMergeOutputsLoadInTransformers) {
                                merged.string() + ".logits"));
     expects.push_back({name + " merged QLoRA in transformers",
                        qlora_logits(q4, {}, dir / "adapter", ids, mask), merged.string() + ".logits"});
+  }
+  {
+    // Modules kept dense (model.skip_modules / --skip-modules): transformers keeps them so too, from
+    // the config's llm_int8_skip_modules.
+    const fs::path dir = oracle_dir() / "llama-nf4", q4 = scratch("llama-nf4-skip-mlp");
+    const auto r = lorakit::testing::run(
+        fmt::format("quantize '{}' --out '{}' --skip-modules 'model.layers.*.mlp'", (dir / "base").string(), q4.string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto model = load_hf_model(q4, {});
+    int dense = 0, four_bit = 0;
+    for (const auto& [name, linear] : linears_of(*model)) (linear->weight_4bit ? four_bit : dense) += 1;
+    EXPECT_EQ(four_bit, 8);  // q, k, v, o of 2 layers
+    EXPECT_EQ(dense, 7);     // gate, up, down of 2 layers and lm_head
+    const SafetensorsFile ref(dir / "expected.safetensors");
+    c10::NoGradGuard no_grad;
+    const fs::path inputs = dir / "expected.safetensors";
+    jobs.push_back(fmt::format("merged --model '{}' --inputs '{}' --out '{}'", q4.string(), inputs.string(),
+                               q4.string() + ".logits"));
+    expects.push_back({"llama-nf4 with mlp unquantized in transformers",
+                       model->forward(ref.tensor("input_ids"), ref.tensor("attention_mask")), q4.string() + ".logits"});
   }
   ASSERT_FALSE(jobs.empty());
   const auto reports = check_batch(jobs);

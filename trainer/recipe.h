@@ -33,7 +33,7 @@ void visit_fields(ModelSection& c, Visitor&& v) {
     "BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=...); a directory saved in 4 bits loads as such");
   v("double_quant", c.double_quant, "quantize the 4-bit absmax statistics too (bnb_4bit_use_double_quant), ~0.4 bit/weight less");
   v("compute_dtype", c.compute_dtype, "fp32, bf16 or fp16: what 4-bit Linears compute in (bnb_4bit_compute_dtype); empty: dtype");
-  v("skip_modules", c.skip_modules, "Linear modules kept unquantized (llm_int8_skip_modules: a module whose name contains one)");
+  v("skip_modules", c.skip_modules, "Linear modules kept unquantized (llm_int8_skip_modules, transformers 5's rule: a regex matching the name from the start to a module boundary, or a suffix such as down_proj)");
 }
 
 // model.quantization & co. as the loader takes them (disabled for "none").
