@@ -172,4 +172,23 @@ bool BatchStream::next(Batch& batch) {
   return true;
 }
 
+Batch slice_rows(const Batch& batch, int64_t begin, int64_t end) {
+  Batch out;
+  out.rows = end - begin;
+  out.cols = batch.cols;
+  const auto rows = [&](const std::vector<int32_t>& v) {
+    if (v.empty()) return std::vector<int32_t>();
+    return std::vector<int32_t>(v.begin() + begin * batch.cols, v.begin() + end * batch.cols);
+  };
+  out.input_ids = rows(batch.input_ids);
+  out.labels = rows(batch.labels);
+  out.attention_mask = rows(batch.attention_mask);
+  out.position_ids = rows(batch.position_ids);
+  out.sequence_ids = rows(batch.sequence_ids);
+  for (int64_t r = 0; r < out.rows; ++r)
+    for (int64_t c = 1; c < out.cols; ++c) out.loss_tokens += out.labels[r * out.cols + c] != kIgnoreIndex;  // as loss_tokens_of, row by row
+  out.examples = batch.rows > 0 ? batch.examples * out.rows / batch.rows : 0;  // exact unless packed
+  return out;
+}
+
 }  // namespace lorakit::data

@@ -38,6 +38,10 @@ struct Batch {
   std::vector<size_t> lines;  // source line of each example, in order
 };
 
+// Rows [begin, end) of a batch (the same columns), its loss tokens recounted: one rank's share of a
+// micro-batch under torchrun.
+Batch slice_rows(const Batch& batch, int64_t begin, int64_t end);
+
 // Where a stream stands: the epoch and how many batches of it were already handed out.
 struct Cursor {
   int64_t epoch = 0;

@@ -25,7 +25,7 @@ json state_json(const TrainState& s) {
           {"good_steps", s.loss_scale.good_steps}, {"best_eval", finite_or_null(s.best_eval)},
           {"evals_without_improvement", s.evals_without_improvement}, {"tokens", s.tokens}, {"seconds", s.seconds},
           {"loss_sum", s.loss_sum}, {"last_loss", finite_or_null(s.last_loss)},
-          {"peak_memory", s.peak_memory}, {"peak_reserved", s.peak_reserved}};
+          {"peak_memory", s.peak_memory}, {"peak_reserved", s.peak_reserved}, {"world_size", s.world_size}};
 }
 
 TrainState state_from_json(const json& j) {
@@ -42,6 +42,7 @@ TrainState state_from_json(const json& j) {
   s.last_loss = j.at("last_loss").is_null() ? NAN : j.at("last_loss").get<double>();
   s.peak_memory = j.value("peak_memory", 0.0);
   s.peak_reserved = j.value("peak_reserved", 0.0);
+  s.world_size = j.value("world_size", int64_t{1});
   return s;
 }
 

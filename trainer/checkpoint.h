@@ -32,6 +32,7 @@ struct TrainState {
   double loss_sum = 0;  // sum of per-step losses, for the mean in the summary
   double last_loss = NAN;
   double peak_memory = 0, peak_reserved = 0;  // over all steps (CUDA: allocated / reserved; CPU: resident)
+  int64_t world_size = 1;  // ranks that trained it (torchrun): each step's rows were split over them
 };
 
 // Writes run_dir/checkpoints/step-<state.step> and prunes to the newest `keep`.

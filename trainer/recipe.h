@@ -65,6 +65,7 @@ struct TrainSection {
   int64_t save_steps = 0;                   // 0: only the final adapter
   int64_t save_total_limit = 2;             // checkpoints kept
   std::vector<std::string> report_to = {"tensorboard"};  // tensorboard | none
+  std::string distributed_backend;          // under torchrun: "" (nccl on CUDA, gloo on the CPU), gloo or nccl
 };
 
 template <typename Visitor>
@@ -95,6 +96,9 @@ void visit_fields(TrainSection& c, Visitor&& v) {
   v("save_steps", c.save_steps, "save a resumable checkpoint every N steps (0: only at the end)");
   v("save_total_limit", c.save_total_limit, "checkpoints kept (the newest)");
   v("report_to", c.report_to, "where metrics go besides metrics.h5/csv: [tensorboard] (event files in the run directory) or none");
+  v("distributed_backend", c.distributed_backend,
+    "under torchrun: gloo or nccl (empty: nccl on CUDA, gloo on the CPU); each rank takes per_device_train_batch_size "
+    "rows of every micro-batch");
 }
 
 struct OutputSection {

@@ -6,11 +6,14 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <optional>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <ATen/TensorOperators.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/stack.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
 #include <fmt/format.h>
@@ -28,6 +31,7 @@
 #include "device/memory.h"
 #include "models/loss.h"
 #include "trainer/checkpoint.h"
+#include "trainer/distributed.h"
 #include "trainer/metrics.h"
 #include "trainer/optimizer.h"
 
@@ -58,9 +62,13 @@ void validate(const TrainSection& t) {
 }
 
 // The run's device and dtype, checked (and the memory cap set) before anything is read or written.
-std::pair<at::Device, at::ScalarType> prepare_device(const Recipe& recipe) {
+std::pair<at::Device, at::ScalarType> prepare_device(const Recipe& recipe, const World& world) {
   const TrainSection& t = recipe.train;
-  const at::Device device = resolve_device(t.device, "train.device", "--set train.device=cpu");
+  at::Device device = resolve_device(t.device, "train.device", "--set train.device=cpu");
+  if (world.distributed() && device.is_cuda()) {
+    device = world.device();  // cuda:LOCAL_RANK
+    resolve_device(device.str(), "train.device (cuda:LOCAL_RANK under torchrun)", "--set train.device=cpu");
+  }
   const at::ScalarType dtype = parse_dtype(recipe.model.dtype, "model.dtype");
   check_dtype_on_device(dtype, device, "model.dtype");
   if (!t.max_vram.empty()) {
@@ -91,7 +99,7 @@ struct DataPlan {
   int64_t batches_per_epoch = 0, steps_per_epoch = 0, total_steps = 0, warmup = 0;
 };
 
-DataPlan plan_data(const Recipe& recipe, const tokenizers::Tokenizer& tokenizer, bool quiet) {
+DataPlan plan_data(const Recipe& recipe, const tokenizers::Tokenizer& tokenizer, bool quiet, int world_size) {
   const TrainSection& t = recipe.train;
   DataPlan plan{[&recipe] { return data::open_records(recipe.data.path, data::reader_options(recipe.data)); },
                 data::ExampleBuilder(tokenizer, recipe.data, "recipe data", data::Split::Train),
@@ -103,7 +111,8 @@ DataPlan plan_data(const Recipe& recipe, const tokenizers::Tokenizer& tokenizer,
     if (!quiet) fmt::print("{}", stats.report());
     if (stats.kept == 0) fail("{}: no training examples; see the statistics above", recipe.data.path);
   }
-  plan.batches.batch_size = t.per_device_train_batch_size;
+  // Under torchrun a micro-batch holds every rank's rows, in one seeded order; rank r takes its slice.
+  plan.batches.batch_size = t.per_device_train_batch_size * world_size;
   plan.batches.shuffle_buffer = t.shuffle_buffer;
   plan.batches.seed = t.seed;
   plan.batches.packing = t.packing;
@@ -160,10 +169,16 @@ std::vector<data::Batch> next_micro_batches(data::BatchStream& stream, const Tra
 // across all of them and multiplied by `scale` (fp16's loss scale). Returns the summed loss, still
 // on the device. An out-of-memory error names the settings that would lower the need.
 at::Tensor forward_backward(const CausalLM& model, const std::vector<data::Batch>& micro, int64_t loss_tokens,
-                            double scale, const TrainSection& t, int64_t step, const at::Device& device) {
+                            double scale, const TrainSection& t, int64_t step, const at::Device& device,
+                            const World& world) {
   at::Tensor sum;
   try {
-    for (const auto& m : micro) {
+    for (const auto& global : micro) {
+      // This rank's rows of the micro-batch (all of them in one process); none in an uneven last one.
+      const data::Batch m = world.distributed() ? data::slice_rows(global, global.rows * world.rank() / world.size(),
+                                                                   global.rows * (world.rank() + 1) / world.size())
+                                                : global;
+      if (m.rows == 0) continue;
       const DeviceBatch x = to_device(m, device);
       const at::Tensor s = loss_and_backward(model, x.input_ids, x.layout, x.labels,
                                              scale / static_cast<double>(std::max<int64_t>(loss_tokens, 1)),
@@ -171,12 +186,34 @@ at::Tensor forward_backward(const CausalLM& model, const std::vector<data::Batch
       sum = sum.defined() ? sum + s : s;
     }
   } catch (const c10::OutOfMemoryError&) {
-    fail("out of memory at step {} ({} rows x {} tokens){}; lower train.per_device_train_batch_size (raise "
+    fail("{}out of memory at step {} ({} rows x {} tokens){}; lower train.per_device_train_batch_size (raise "
          "gradient_accumulation_steps to keep the batch), data.max_seq_len or lora.r, or turn on "
-         "train.gradient_checkpointing and train.loss_chunk_tokens", step, micro.front().rows, micro.front().cols,
+         "train.gradient_checkpointing and train.loss_chunk_tokens", world.distributed() ? fmt::format("rank {}: ", world.rank()) : "",
+         step, micro.front().rows / world.size(), micro.front().cols,
          t.max_vram.empty() ? "" : fmt::format(" under train.max_vram {}", t.max_vram));
   }
+  if (!sum.defined()) sum = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(device));
   return sum;
+}
+
+// Sums every rank's LoRA gradients (and the loss) in one flat bucket; a rank without rows this
+// step adds zeros.
+void all_reduce_gradients(std::vector<at::Tensor>& params, at::Tensor& loss_sum, const World& world, int64_t step) {
+  if (!world.distributed()) return;
+  std::vector<at::Tensor> flat;
+  for (at::Tensor& p : params) {
+    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+    flat.push_back(p.grad().reshape({-1}));
+  }
+  flat.push_back(loss_sum.to(params.front().scalar_type()).reshape({1}));
+  at::Tensor bucket = at::cat(flat);
+  world.all_reduce_sum(bucket, fmt::format("step {}", step));
+  int64_t offset = 0;
+  for (at::Tensor& p : params) {
+    p.mutable_grad().copy_(bucket.slice(0, offset, offset + p.numel()).view_as(p));
+    offset += p.numel();
+  }
+  loss_sum = bucket[offset].to(loss_sum.scalar_type());
 }
 
 // The mean token loss over the validation rows, in file order, unpacked, without dropout.
@@ -199,8 +236,9 @@ double evaluate(const CausalLM& model, lora::LoraModel& lora, const DataPlan& pl
   return tokens ? sum / static_cast<double>(tokens) : NAN;
 }
 
-void write_summary(const fs::path& run_dir, const Recipe& recipe, const lora::LoraModel& lora, const TrainState& s) {
-  const nlohmann::json summary = {
+void write_summary(const fs::path& run_dir, const Recipe& recipe, const lora::LoraModel& lora, const TrainState& s,
+                   const std::vector<double>& peaks_per_rank) {
+  nlohmann::json summary = {
       {"model", recipe.model.path}, {"steps", s.step}, {"tokens", s.tokens}, {"wall_seconds", s.seconds},
       {"tokens_per_s", s.seconds > 0 ? static_cast<double>(s.tokens) / s.seconds : 0.0},
       {"final_loss", s.last_loss}, {"mean_loss", s.step ? s.loss_sum / static_cast<double>(s.step) : NAN},
@@ -208,7 +246,8 @@ void write_summary(const fs::path& run_dir, const Recipe& recipe, const lora::Lo
       {"trainable_params", lora.trainable_parameters}, {"all_params", lora.all_parameters},
       {"peak_memory_bytes", s.peak_memory}, {"peak_reserved_bytes", s.peak_reserved},
       {"device", recipe.train.device}, {"dtype", recipe.model.dtype}, {"lora_target_modules", lora.adapters.size()},
-      {"r", lora.config.r}, {"lora_alpha", lora.config.lora_alpha}};
+      {"r", lora.config.r}, {"lora_alpha", lora.config.lora_alpha}, {"world_size", s.world_size}};
+  if (peaks_per_rank.size() > 1) summary["peak_memory_bytes_per_rank"] = peaks_per_rank;
   write_text_atomically(run_dir / "summary.json", summary.dump(1) + "\n");
 }
 
@@ -222,20 +261,27 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   g_stop = false;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  const auto [device, dtype] = prepare_device(recipe);
+  // Under torchrun: this rank's place in the process group (one process otherwise).
+  const World world(t.distributed_backend, t.device.starts_with("cuda") ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU));
+  const auto [device, dtype] = prepare_device(recipe, world);
   const fs::path run_dir = recipe.output.dir;
   if (fs::exists(run_dir) && !options.resume && !options.overwrite)
     fail("{}: the run directory exists; hint: --resume to continue it, --overwrite to replace it, or set output.dir",
          run_dir.string());
+  // Rank 0 alone prints and writes; the others train their share in step.
+  const bool quiet = options.quiet || !world.main();
   const auto say = [&](const std::string& text) {
-    if (!options.quiet) fmt::print("{}", text);
+    if (!quiet) fmt::print("{}", text);
   };
+  if (world.distributed())
+    say(fmt::format("torchrun: {} ranks over {} ({}), {} rows of each micro-batch per rank\n", world.size(),
+                    world.backend(), device.is_cuda() ? "one GPU each" : "CPU", t.per_device_train_batch_size));
 
   // 1. Data (statistics first, so bad input fails before anything is written), model and adapters.
   // Pre-tokenized rows need no tokenizer files; the pad id then comes from config.json.
   const auto tokenizer = recipe.data.ids_column.empty() ? tokenizers::load_tokenizer(recipe.model.path)
                                                         : tokenizers::load_tokenizer_or_ids_only(recipe.model.path);
-  const DataPlan plan = plan_data(recipe, tokenizer, options.quiet);
+  const DataPlan plan = plan_data(recipe, tokenizer, quiet, world.size());
   auto model = load_hf_model(recipe.model.path, {dtype, device, quantize_config(recipe.model)});
   if (t.packing && !model->masks_padding())
     fail("{}: train.packing keeps packed examples apart through the attention mask, and {} (a recurrent model) has "
@@ -253,24 +299,34 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
 
   // 2. The run directory: fresh, replaced, or resumed from its newest checkpoint.
   TrainState state;
+  state.world_size = world.size();
+  world.barrier("start");  // every rank has looked at the run directory before rank 0 changes it
   if (options.resume && fs::exists(run_dir)) {
     const fs::path checkpoint = newest_checkpoint(run_dir);
     if (checkpoint.empty()) fail("{}: no checkpoint to resume from; hint: start over with --overwrite", run_dir.string());
     state = load_checkpoint(checkpoint, lora, adam, cpu_generator, device);
+    if (state.world_size != world.size())
+      fail("{}: written by {} rank{} and resumed with {}: each step's micro-batches are split over the ranks, so the "
+           "batch and the data cursor depend on their number; hint: resume with torchrun --nproc-per-node {}{}",
+           checkpoint.string(), state.world_size, state.world_size == 1 ? "" : "s", world.size(), state.world_size,
+           state.world_size == 1 ? " (or without torchrun)" : "");
     say(fmt::format("resuming {} at step {} (epoch {}, batch {})\n", run_dir.string(), state.step, state.cursor.epoch,
                     state.cursor.batch));
-  } else {
+  } else if (world.main()) {
     if (options.overwrite) fs::remove_all(run_dir);
     fs::create_directories(run_dir);
   }
-  write_text_atomically(run_dir / "recipe.yaml", recipe_yaml(recipe));
-  const bool tensorboard = std::find(t.report_to.begin(), t.report_to.end(), "tensorboard") != t.report_to.end();
-  MetricsWriter metrics(run_dir, options.resume ? state.step : -1, tensorboard);
-  if (!options.resume) metrics.recipe_text(recipe_yaml(recipe));
+  std::optional<MetricsWriter> metrics;
+  if (world.main()) {
+    write_text_atomically(run_dir / "recipe.yaml", recipe_yaml(recipe));
+    const bool tensorboard = std::find(t.report_to.begin(), t.report_to.end(), "tensorboard") != t.report_to.end();
+    metrics.emplace(run_dir, options.resume ? state.step : -1, tensorboard);
+    if (!options.resume) metrics->recipe_text(recipe_yaml(recipe));
+  }
 
   // 3. The loop: one optimizer step per iteration.
   const bool fp16 = recipe.model.dtype == "fp16";
-  const bool tty = ::isatty(STDOUT_FILENO) && !options.quiet;
+  const bool tty = ::isatty(STDOUT_FILENO) && !quiet;
   data::BatchStream stream(plan.open, plan.train_rows, plan.batches, state.cursor);
   const auto run_start = Clock::now();
   const double seconds_before = state.seconds;
@@ -287,8 +343,9 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
     // Forward, backward, (fp16: unscale; an overflow skips the update), clip, AdamW.
     for (at::Tensor& p : params)
       if (p.grad().defined()) p.mutable_grad().zero_();
-    const at::Tensor sum = forward_backward(*model, micro, loss_tokens, fp16 ? state.loss_scale.scale : 1.0, t,
-                                            state.step + 1, device);
+    at::Tensor sum = forward_backward(*model, micro, loss_tokens, fp16 ? state.loss_scale.scale : 1.0, t,
+                                      state.step + 1, device, world);
+    all_reduce_gradients(params, sum, world, state.step + 1);
     const at::Tensor found_inf = fp16 ? state.loss_scale.unscale(params) : at::zeros_like(sum);
     const at::Tensor grad_norm_tensor = clip_grad_norm(params, t.max_grad_norm);
     // The step's one host synchronisation: loss, gradient norm and overflow flag read together.
@@ -313,7 +370,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
     state.peak_reserved = std::max(state.peak_reserved, mem.reserved);
     const double epoch = static_cast<double>(state.cursor.epoch) + static_cast<double>(state.cursor.batch) /
                                                                        static_cast<double>(std::max<int64_t>(plan.batches_per_epoch, 1));
-    metrics.append({static_cast<double>(state.step), epoch, loss, lr, grad_norm, tokens / step_seconds, mem.allocated,
+    if (metrics) metrics->append({static_cast<double>(state.step), epoch, loss, lr, grad_norm, tokens / step_seconds, mem.allocated,
                     mem.reserved, mem.peak, fp16 ? state.loss_scale.scale : 0.0});
     const double eta = state.seconds / static_cast<double>(state.step) * static_cast<double>(plan.total_steps - state.step);
     const std::string line = fmt::format(
@@ -323,14 +380,14 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
         human_bytes(mem.peak), duration(state.seconds), duration(eta));
     if (tty)
       fmt::print("\r{}\x1b[K", line), std::fflush(stdout);
-    else if (!options.quiet && (state.step % std::max<int64_t>(t.logging_steps, 1) == 0 || state.step == plan.total_steps))
+    else if (!quiet && (state.step % std::max<int64_t>(t.logging_steps, 1) == 0 || state.step == plan.total_steps))
       fmt::print("{}\n", line);
 
     // Evaluate every eval_steps (or at the end of each epoch), with early stopping.
     const bool epoch_end = state.step % std::max<int64_t>(plan.steps_per_epoch, 1) == 0;
     if (plan.has_validation && ((t.eval_steps > 0 && state.step % t.eval_steps == 0) || (t.eval_steps == 0 && epoch_end))) {
       const double eval_loss = evaluate(*model, lora, plan, t, device);
-      metrics.append_eval(state.step, eval_loss);
+      if (metrics) metrics->append_eval(state.step, eval_loss);
       if (tty) fmt::print("\n");
       say(fmt::format("eval step {}: loss {:.4f} perplexity {:.3f}\n", state.step, eval_loss, std::exp(eval_loss)));
       if (eval_loss < state.best_eval) {
@@ -342,7 +399,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
       }
     }
     // Checkpoint every save_steps, and when interrupted.
-    if ((t.save_steps > 0 && state.step % t.save_steps == 0) || g_stop)
+    if (((t.save_steps > 0 && state.step % t.save_steps == 0) || g_stop) && world.main())
       save_checkpoint(run_dir, lora, adam, state, recipe.model.path, t.save_total_limit, device);
     if (g_stop) {
       if (tty) fmt::print("\n");
@@ -354,9 +411,13 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
 
   // 4. The adapter and the summary.
   const fs::path adapter_dir = run_dir / "adapter";
-  save_peft_adapter(adapter_dir, lora, recipe.model.path, /*overwrite=*/true);
   state.peak_memory = std::max(state.peak_memory, memory_now(device).peak);
-  write_summary(run_dir, recipe, lora, state);
+  // Every rank's peak, and the largest as the run's.
+  const std::vector<double> peaks = world.gather(state.peak_memory, "the memory report");
+  state.peak_memory = *std::max_element(peaks.begin(), peaks.end());
+  if (!world.main()) return {run_dir, adapter_dir, state.step, false};
+  save_peft_adapter(adapter_dir, lora, recipe.model.path, /*overwrite=*/true);
+  write_summary(run_dir, recipe, lora, state, peaks);
   say(fmt::format("done: {} steps in {}, final loss {:.4f}; adapter: {}\n", state.step, duration(state.seconds),
                   state.last_loss, adapter_dir.string()));
   return {run_dir, adapter_dir, state.step, false};
