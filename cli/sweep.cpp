@@ -1,6 +1,7 @@
 // `lorakit sweep RECIPE --grid lora.r=16,32,64 [--grid model.path=A,B] [--set k=v] [--out DIR]
 // [--alpha-per-rank 2]` and `lorakit report SWEEP_DIR`.
 #include <cstdlib>
+#include <filesystem>
 
 #include "cli/commands.h"
 #include "sweep/report.h"
@@ -31,8 +32,20 @@ void add_sweep(CLI::App& app) {
   cmd->add_option("--dtype", args->options.dtype, "Every run's model.dtype: fp32, bf16 or fp16");
   cmd->add_option("--alpha-per-rank", args->options.alpha_per_rank,
                   "lora_alpha = this x r for each run (2 keeps alpha/r fixed); default: the recipe's fixed alpha");
+  cmd->add_option("--parallel", args->options.parallel,
+                  "Worker processes: runs at once, each in its own process (a crash or out-of-memory stays in it)")
+      ->capture_default_str();
+  cmd->add_option("--devices", args->options.devices,
+                  "CUDA devices for the workers, e.g. 0,1,2,3: worker k sees only the k-th (CUDA_VISIBLE_DEVICES)")
+      ->delimiter(',');
+  cmd->add_option("--only", args->options.only, "Run only combination K (what a --parallel worker does); no report")
+      ->group("");  // internal
   cmd->callback([args] {
     args->options.python = python();
+    std::error_code ignored;
+    args->options.self = std::filesystem::read_symlink("/proc/self/exe", ignored).string();
+    if (!args->options.devices.empty() && args->options.parallel == 1)
+      args->options.parallel = static_cast<int>(args->options.devices.size());  // one worker per device
     const auto result = sweep::run_sweep(args->recipe, args->options);
     if (result.failed > 0) std::exit(1);
   });

@@ -1,7 +1,15 @@
 #include "sweep/sweep.h"
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <map>
 #include <set>
+#include <cstring>
+#include <thread>
 
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
@@ -99,6 +107,51 @@ json measure_inference(const Recipe& recipe, const fs::path& run_dir) {
   return out;
 }
 
+// The command line of a worker that runs combination `index` alone (the same recipe and options).
+std::vector<std::string> worker_args(const std::string& recipe_path, const SweepOptions& o, const fs::path& dir,
+                                     size_t index) {
+  std::vector<std::string> args = {o.self, "sweep", recipe_path, "--out", dir.string(), "--only", std::to_string(index)};
+  for (const auto& g : o.grids) args.insert(args.end(), {"--grid", g});
+  for (const auto& s : o.sets) args.insert(args.end(), {"--set", s});
+  if (!o.device.empty()) args.insert(args.end(), {"--device", o.device});
+  if (!o.dtype.empty()) args.insert(args.end(), {"--dtype", o.dtype});
+  if (o.alpha_per_rank > 0) args.insert(args.end(), {"--alpha-per-rank", fmt::format("{}", o.alpha_per_rank)});
+  return args;
+}
+
+extern "C" char** environ;
+
+// Starts a worker with its output in `log` and, on CUDA, one visible device.
+// CPU workers share the cores: each gets its part as OMP_NUM_THREADS unless that is set already.
+pid_t spawn_worker(const std::vector<std::string>& args, const fs::path& log, const std::string& device, int workers) {
+  std::vector<std::string> env_strings;
+  bool threads_set = false;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry(*e);
+    threads_set = threads_set || entry.starts_with("OMP_NUM_THREADS=");
+    if (!entry.starts_with("CUDA_VISIBLE_DEVICES=")) env_strings.push_back(entry);
+  }
+  if (!device.empty()) env_strings.push_back("CUDA_VISIBLE_DEVICES=" + device);
+  if (device.empty() && !threads_set)
+    env_strings.push_back(fmt::format("OMP_NUM_THREADS={}", std::max(1u, std::thread::hardware_concurrency() / static_cast<unsigned>(workers))));
+  std::vector<char*> argv, envp;
+  std::vector<std::string> arg_strings = args;
+  for (auto& a : arg_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) fail("sweep --parallel: cannot start {} ({})", args[0], std::strerror(rc));
+  return pid;
+}
+
 }  // namespace
 
 SweepResult run_sweep(const std::string& recipe_path, const SweepOptions& options) {
@@ -128,56 +181,127 @@ SweepResult run_sweep(const std::string& recipe_path, const SweepOptions& option
   const auto say = [&](const std::string& text) {
     if (!options.quiet) fmt::print("{}", text);
   };
+  // Every run's name, settings and directory, fixed before anything runs (workers recompute the same).
+  struct Planned {
+    size_t index;
+    std::string name;
+    std::vector<std::string> sets;
+    json grid;
+    fs::path run_dir;
+  };
+  std::vector<Planned> planned;
   std::set<std::string> used_names;
   for (size_t i = 0; i < combinations.size(); ++i) {
-    const auto& combination = combinations[i];
-    std::string name;
-    std::vector<std::string> sets = common;
-    json grid = json::object();
+    Planned run{i, "", common, json::object(), {}};
     int64_t rank = base.lora.r;
-    for (const auto& [key, value] : combination) {
-      name += (name.empty() ? "" : "_") + part_name(key, value);
-      sets.push_back(key + "=" + value);
-      grid[key] = value;
+    for (const auto& [key, value] : combinations[i]) {
+      run.name += (run.name.empty() ? "" : "_") + part_name(key, value);
+      run.sets.push_back(key + "=" + value);
+      run.grid[key] = value;
       if (key == "lora.r") rank = std::stoll(value);
     }
     // Two values with the same file name (A/model, B/model) still get their own run directories.
-    const std::string base_name = name;
-    for (int k = 2; used_names.count(name); ++k) name = fmt::format("{}-{}", base_name, k);
-    used_names.insert(name);
-    if (options.alpha_per_rank > 0) sets.push_back(fmt::format("lora.lora_alpha={}", options.alpha_per_rank * static_cast<double>(rank)));
-    const fs::path run_dir = result.dir / name;
-    sets.push_back("output.dir=" + run_dir.string());
-    say(fmt::format("== sweep run {}/{}: {}\n", i + 1, combinations.size(), name));
-    if (fs::exists(run_dir / "summary.json") && fs::exists(run_dir / "inference.json")) {
-      say(fmt::format("skipping {}: finished\n", name));
-      ++result.skipped;
-      continue;
-    }
-    try {
-      const Recipe recipe = trainer::load_recipe(recipe_path, sets);
-      if (!fs::exists(run_dir / "summary.json")) {
-        const bool resume = !trainer::newest_checkpoint(run_dir).empty();
-        if (resume) say(fmt::format("resuming {} from its newest checkpoint\n", name));
-        const trainer::TrainResult trained = trainer::train(recipe, {resume, !resume && fs::exists(run_dir), "", options.quiet});
-        if (trained.interrupted) {
-          say("sweep interrupted; run the same command again to continue\n");
-          break;
+    const std::string base_name = run.name;
+    for (int k = 2; used_names.count(run.name); ++k) run.name = fmt::format("{}-{}", base_name, k);
+    used_names.insert(run.name);
+    if (options.alpha_per_rank > 0)
+      run.sets.push_back(fmt::format("lora.lora_alpha={}", options.alpha_per_rank * static_cast<double>(rank)));
+    run.run_dir = result.dir / run.name;
+    run.sets.push_back("output.dir=" + run.run_dir.string());
+    planned.push_back(std::move(run));
+  }
+  if (options.only >= static_cast<int>(planned.size()))
+    fail("sweep --only {}: the grid has {} combinations", options.only, planned.size());
+  if (options.parallel < 1) fail("sweep --parallel {}: expected 1 or more worker processes", options.parallel);
+  const auto finished = [](const Planned& run) {
+    return fs::exists(run.run_dir / "summary.json") && fs::exists(run.run_dir / "inference.json");
+  };
+  const auto record_failure = [&](const Planned& run, const std::string& message) {
+    fs::create_directories(run.run_dir);
+    write_json(run.run_dir / "sweep.json", {{"index", run.index}, {"grid", run.grid}, {"alpha_per_rank", options.alpha_per_rank}});
+    write_json(run.run_dir / "failed.json", {{"error", message}});
+    say(fmt::format("run {} failed: {}\n", run.name, message));
+    ++result.failed;
+  };
+
+  if (options.parallel > 1 && options.only < 0) {
+    // Workers: this executable with --only K, at most `parallel` at once, each log in logs/<run>.log.
+    if (options.self.empty()) fail("sweep --parallel: the lorakit executable is unknown");
+    fs::create_directories(result.dir / "logs");
+    std::map<pid_t, std::pair<const Planned*, size_t>> running;  // pid -> run, worker slot
+    std::vector<bool> slot_busy(static_cast<size_t>(options.parallel), false);
+    size_t next = 0;
+    while (next < planned.size() || !running.empty()) {
+      while (next < planned.size() && running.size() < static_cast<size_t>(options.parallel)) {
+        const Planned& run = planned[next++];
+        if (finished(run)) {
+          say(fmt::format("skipping {}: finished\n", run.name));
+          ++result.skipped;
+          continue;
         }
+        const size_t slot = static_cast<size_t>(std::find(slot_busy.begin(), slot_busy.end(), false) - slot_busy.begin());
+        slot_busy[slot] = true;
+        const std::string device = options.devices.empty() ? "" : options.devices[slot % options.devices.size()];
+        fs::remove(run.run_dir / "failed.json");
+        const pid_t pid = spawn_worker(worker_args(recipe_path, options, result.dir, run.index),
+                                       result.dir / "logs" / (run.name + ".log"), device, options.parallel);
+        running[pid] = {&run, slot};
+        say(fmt::format("== sweep run {}/{}: {} (worker {}{}, pid {}, log {})\n", run.index + 1, planned.size(), run.name,
+                        slot, device.empty() ? "" : ", CUDA device " + device, pid,
+                        (result.dir / "logs" / (run.name + ".log")).string()));
       }
-      write_json(run_dir / "sweep.json", {{"index", i}, {"grid", grid}, {"alpha_per_rank", options.alpha_per_rank}});
-      write_json(run_dir / "inference.json", measure_inference(recipe, run_dir));
-      fs::remove(run_dir / "failed.json");
-      ++result.finished;
-    } catch (const std::exception& e) {
-      const std::string message = dynamic_cast<const c10::Error*>(&e) ? static_cast<const c10::Error&>(e).what_without_backtrace() : e.what();
-      fs::create_directories(run_dir);
-      write_json(run_dir / "sweep.json", {{"index", i}, {"grid", grid}, {"alpha_per_rank", options.alpha_per_rank}});
-      write_json(run_dir / "failed.json", {{"error", message}});
-      say(fmt::format("run {} failed: {}\n", name, message));
-      ++result.failed;
+      int status = 0;
+      const pid_t pid = ::waitpid(-1, &status, 0);
+      if (pid < 0) break;
+      const auto it = running.find(pid);
+      if (it == running.end()) continue;
+      const Planned& run = *it->second.first;
+      slot_busy[it->second.second] = false;
+      running.erase(it);
+      if (finished(run)) {
+        say(fmt::format("run {} done\n", run.name));
+        ++result.finished;
+      } else if (fs::exists(run.run_dir / "failed.json")) {
+        ++result.failed;  // the worker recorded its own error
+        say(fmt::format("run {} failed (see {})\n", run.name, (run.run_dir / "failed.json").string()));
+      } else {
+        record_failure(run, WIFSIGNALED(status) ? fmt::format("the worker process died of signal {} ({})", WTERMSIG(status),
+                                                              strsignal(WTERMSIG(status)))
+                                                : fmt::format("the worker process exited with status {}", WEXITSTATUS(status)));
+      }
+    }
+  } else {
+    for (const Planned& run : planned) {
+      if (options.only >= 0 && static_cast<int>(run.index) != options.only) continue;
+      say(fmt::format("== sweep run {}/{}: {}\n", run.index + 1, planned.size(), run.name));
+      if (finished(run)) {
+        say(fmt::format("skipping {}: finished\n", run.name));
+        ++result.skipped;
+        continue;
+      }
+      try {
+        const Recipe recipe = trainer::load_recipe(recipe_path, run.sets);
+        if (!fs::exists(run.run_dir / "summary.json")) {
+          const bool resume = !trainer::newest_checkpoint(run.run_dir).empty();
+          if (resume) say(fmt::format("resuming {} from its newest checkpoint\n", run.name));
+          const trainer::TrainResult trained =
+              trainer::train(recipe, {resume, !resume && fs::exists(run.run_dir), "", options.quiet});
+          if (trained.interrupted) {
+            say("sweep interrupted; run the same command again to continue\n");
+            break;
+          }
+        }
+        write_json(run.run_dir / "sweep.json", {{"index", run.index}, {"grid", run.grid}, {"alpha_per_rank", options.alpha_per_rank}});
+        write_json(run.run_dir / "inference.json", measure_inference(recipe, run.run_dir));
+        fs::remove(run.run_dir / "failed.json");
+        ++result.finished;
+      } catch (const std::exception& e) {
+        record_failure(run, dynamic_cast<const c10::Error*>(&e) ? static_cast<const c10::Error&>(e).what_without_backtrace()
+                                                                : e.what());
+      }
     }
   }
+  if (options.only >= 0) return result;
   write_report(result.dir, options.python, options.quiet);
   say(fmt::format("sweep {}: {} run{} trained, {} skipped, {} failed; report: {}\n", result.dir.string(), result.finished,
                   result.finished == 1 ? "" : "s", result.skipped, result.failed, (result.dir / "report.md").string()));

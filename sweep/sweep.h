@@ -19,6 +19,13 @@ struct SweepOptions {
   double alpha_per_rank = 0;       // > 0: lora.lora_alpha = alpha_per_rank * r
   std::string python;              // for the plots
   bool quiet = false;
+  // --parallel N: the runs spread over N worker processes (this executable, `self`), one run each at
+  // a time; on CUDA worker k sees only devices[k] (CUDA_VISIBLE_DEVICES). A crash or an
+  // out-of-memory stays in its process and is recorded in the run's failed.json.
+  int parallel = 1;
+  std::vector<std::string> devices;
+  std::string self;                // the lorakit executable the workers run
+  int only = -1;                   // a worker: run only this combination, write no report
 };
 
 struct SweepResult {
@@ -26,7 +33,7 @@ struct SweepResult {
   int finished = 0, skipped = 0, failed = 0;
 };
 
-// Runs every combination one after another. A finished run (summary.json and inference.json) is
+// Runs every combination, one after another or --parallel N at a time. A finished run (summary.json and inference.json) is
 // skipped; an interrupted one resumes from its newest checkpoint; a failed one is recorded in
 // failed.json and the sweep goes on. Ends with write_report().
 SweepResult run_sweep(const std::string& recipe_path, const SweepOptions& options);

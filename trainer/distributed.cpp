@@ -72,7 +72,13 @@ World::World(const std::string& backend, const c10::Device& device) : device_(de
     auto store = c10::make_intrusive<c10d::PrefixStore>("lorakit", tcp);
     if (backend_ == "gloo") {
       auto gloo = c10d::ProcessGroupGloo::Options::create(kCollectiveTimeout);
-      gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(addr));
+      // This node's interface: GLOO_SOCKET_IFNAME as in Python, loopback for a one-node launch on
+      // localhost, else the address this host's name resolves to (several nodes).
+      const std::string interface = env_string("GLOO_SOCKET_IFNAME");
+      const bool local = addr == "localhost" || addr.starts_with("127.");
+      gloo->devices.push_back(!interface.empty() ? c10d::ProcessGroupGloo::createDeviceForInterface(interface)
+                              : local            ? c10d::ProcessGroupGloo::createDeviceForHostname(addr)
+                                                 : c10d::ProcessGroupGloo::createDefaultDevice());
       impl_ = std::make_unique<Impl>();
       impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank_, size_, gloo);
     } else {
