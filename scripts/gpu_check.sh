@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one GPU check: on the GPU machine, in one command of at most ~8 minutes, build with CUDA, run
 # the GPU tests (model parity on CUDA in fp32 and bf16, LoRA gradients vs PEFT, train vs PEFT and
-# train + SIGKILL + resume, merge on the GPU, batched generation, packing, fused AdamW) and the
+# train + SIGKILL + resume, merge on the GPU, batched generation, packing, fused AdamW, QLoRA vs
+# bitsandbytes, a 1-rank NCCL process group under torchrun) and the
 # side-by-side benchmark against PEFT, writing logs, JSON and markdown under $OUT (at most 8 files
 # come back). The same steps run here on the CPU in a quick mode, from ctest, so it cannot rot.
 #
@@ -29,6 +30,7 @@ GPU_TESTS=(
   "test_export:Export.MergedModelsLoadInTransformersWithTheUnmergedLogits:Export.GreedyGenerationMatchesTransformers:Generation.BatchedGreedyEqualsOneAtATime"
   "test_packing:Packing.*"
   "test_optimizer:Optimizer.*"
+  "test_qlora:Qlora.LogitsLossAndLoraGradientsMatchBitsandbytesAndPeft"
 )
 
 if [ "$mode" = prepare ]; then
@@ -79,7 +81,7 @@ print('sdp choice (bf16, additive mask):', torch._fused_sdp_choice(q,k,k,attn_ma
   rc=$?
   echo "- build: exit $rc after $(elapsed) s" >> "$summary"
   if [ $rc -ne 0 ]; then tail -40 "$OUT/build.log" >> "$summary"; exit 1; fi
-  for oracle in parity:parity.py lora:lora_oracle.py train:train_oracle.py; do
+  for oracle in parity:parity.py lora:lora_oracle.py train:train_oracle.py qlora:qlora_oracle.py; do
     HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error python3 "scripts/${oracle#*:}" --out "$BUILD/${oracle%%:*}" >> "$OUT/build.log" 2>&1 \
       || echo "- oracle ${oracle#*:} failed (see build.log)" >> "$summary"
   done
@@ -100,6 +102,24 @@ for entry in "${GPU_TESTS[@]}"; do
   fi
 done
 echo "- GPU tests on $LORAKIT_TEST_DEVICE: $failed binaries failed, after $(elapsed) s" >> "$summary"
+
+# The process-group path on this machine's one device: torchrun with 1 rank (NCCL on the GPU, Gloo
+# here) gives the plain run's per-step losses. One GPU cannot test several ranks (the splitting of
+# micro-batches and the all-reduce across ranks are tested on the CPU with Gloo, test_distributed).
+device=$([ "$mode" = full ] && echo cuda || echo cpu)
+for kind in plain torchrun; do
+  launch=("$BUILD/lorakit")
+  [ $kind = torchrun ] && launch=("$PY" -m torch.distributed.run --standalone --nproc-per-node 1 --no-python "$BUILD/lorakit")
+  "${launch[@]}" train "$BUILD/train/recipe.yaml" --adapter "$BUILD/train/init_adapter" --set train.device=$device \
+    --set train.report_to=[none] --set output.dir="/tmp/lorakit-one-rank-$kind" --overwrite > "$OUT/one_rank_$kind.log" 2>&1
+done
+one_rank=$("$PY" -c "
+import csv
+a=[float(r['loss']) for r in csv.DictReader(open('/tmp/lorakit-one-rank-plain/metrics.csv'))]
+b=[float(r['loss']) for r in csv.DictReader(open('/tmp/lorakit-one-rank-torchrun/metrics.csv'))]
+print(f'{len(b)} steps, worst relative loss difference {max(abs(x-y)/abs(x) for x,y in zip(a,b)):.2e}' if a and len(a)==len(b) else 'FAILED')" 2>&1)
+echo "- torchrun, 1 rank ($(grep -o 'over [a-z]*' "$OUT/one_rank_torchrun.log" | head -1)) vs a plain run on $device: $one_rank" >> "$summary"
+case "$one_rank" in *FAILED*|*Error*) failed=$((failed + 1)) ;; esac
 
 # Host synchronisations of a training step, counted by the CUDA sync debug mode (full mode only).
 if [ "$mode" = full ]; then

@@ -155,19 +155,22 @@ TEST(Qlora, LogitsLossAndLoraGradientsMatchBitsandbytesAndPeft) {
     SCOPED_TRACE(name);
     const fs::path dir = oracle_dir() / name;
     const SafetensorsFile ref(dir / "expected.safetensors");
-    const at::Tensor ids = ref.tensor("input_ids"), mask = ref.tensor("attention_mask");
+    // On the GPU machine (LORAKIT_TEST_DEVICE=cuda) the 4-bit model runs there, against the CPU oracle.
+    const c10::Device device(lorakit::testing::test_device());
+    const at::Tensor ids = ref.tensor("input_ids").to(device), mask = ref.tensor("attention_mask").to(device);
     for (const char* source : {"base", "q4"}) {
       SCOPED_TRACE(source);
-      auto model = load_hf_model(dir / source, {at::kFloat, at::kCPU, config_of(c)});
+      auto model = load_hf_model(dir / source, {at::kFloat, device, config_of(c)});
       {
         c10::NoGradGuard no_grad;
         const auto cmp = compare(model->forward(ids, mask), ref.tensor("logits_4bit"), 1e-4);
         EXPECT_TRUE(cmp.ok()) << "4-bit logits: " << cmp.first_mismatch;
-        std::printf("%s from %s: 4-bit logits vs bitsandbytes max %.2e\n", name.c_str(), source, cmp.max_abs);
+        std::printf("%s %s from %s: 4-bit logits vs bitsandbytes max %.2e\n", device.str().c_str(), name.c_str(), source,
+                    cmp.max_abs);
       }
       auto lora = lora::inject_lora(*model, read_peft_adapter_config(dir / "adapter"), 0);
       load_peft_adapter_weights(dir / "adapter", lora);
-      const at::Tensor loss = causal_lm_loss(model->forward(ids, mask), ref.tensor("labels"));
+      const at::Tensor loss = causal_lm_loss(model->forward(ids, mask), ref.tensor("labels").to(device));
       loss.backward();
       const auto loss_cmp = compare(loss.reshape({1}), ref.tensor("loss"), 1e-4);
       EXPECT_TRUE(loss_cmp.ok()) << "loss: " << loss_cmp.first_mismatch;

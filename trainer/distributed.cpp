@@ -42,11 +42,9 @@ struct World::Impl {
 };
 
 World::World(const std::string& backend, const c10::Device& device) : device_(device) {
+  if (env_string("WORLD_SIZE").empty()) return;  // one process, no group
   size_ = env_int("WORLD_SIZE", 1);
-  if (size_ <= 1) {
-    size_ = 1;
-    return;
-  }
+  if (size_ < 1) fail("WORLD_SIZE {} must be at least 1", size_);
   rank_ = env_int("RANK", 0);
   const int local_rank = env_int("LOCAL_RANK", rank_);
   if (rank_ >= size_) fail("RANK {} is not below WORLD_SIZE {}", rank_, size_);

@@ -25,7 +25,9 @@ class World {
 
   int rank() const { return rank_; }
   int size() const { return size_; }
-  bool distributed() const { return size_ > 1; }
+  // Launched by torchrun (WORLD_SIZE set), one rank included: the process group exists and every
+  // collective runs (a 1-rank NCCL group on a one-GPU machine checks that path).
+  bool distributed() const { return impl_ != nullptr; }
   bool main() const { return rank_ == 0; }
   const c10::Device& device() const { return device_; }
   const std::string& backend() const { return backend_; }

@@ -274,8 +274,8 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
     if (!quiet) fmt::print("{}", text);
   };
   if (world.distributed())
-    say(fmt::format("torchrun: {} ranks over {} ({}), {} rows of each micro-batch per rank\n", world.size(),
-                    world.backend(), device.is_cuda() ? "one GPU each" : "CPU", t.per_device_train_batch_size));
+    say(fmt::format("torchrun: {} rank{} over {} ({}), {} rows of each micro-batch per rank\n", world.size(),
+                    world.size() == 1 ? "" : "s", world.backend(), device.is_cuda() ? "one GPU each" : "CPU", t.per_device_train_batch_size));
 
   // 1. Data (statistics first, so bad input fails before anything is written), model and adapters.
   // Pre-tokenized rows need no tokenizer files; the pad id then comes from config.json.
