@@ -1,5 +1,7 @@
 #include "checkpoints/hf_model.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 
 #include "checkpoints/safetensors.h"
@@ -206,9 +208,13 @@ std::unique_ptr<CausalLM> load_hf_model(const fs::path& dir, const LoadOptions& 
       }
       w.compute_dtype = compute_dtype;
       l.weight_4bit = std::make_shared<const quant::Weight4bit>(std::move(w));
+      // The float32 copy and the quantizer's temporaries are freed by now; glibc would keep them in
+      // its heap, and the resident set would grow towards the dense model's. Give them back.
+      if (weight_4bit_on_cpu()) ::malloc_trim(0);
       if (l.has_bias) tensor(name + ".bias", l.bias, {l.out_features});
     }
     bool skipped(const std::string& name) const { return quant::is_skipped(name, options.quantize.skip_modules); }
+    bool weight_4bit_on_cpu() const { return options.device.is_cpu(); }
   } filler(index, options, compute_dtype);
   model->visit(filler);
   return model;

@@ -25,7 +25,7 @@ struct QuantizeOptions {
 struct QuantizeReport {
   int64_t quantized = 0, kept = 0;  // Linear weights in 4 bits; tensors kept in dtype
   uint64_t bytes = 0;
-  double logit_difference = 0;      // max |4-bit - original| logits on a few tokens, float32
+  double mean_error = 0, largest_error = 0;  // |W - dequant(W)| / |W| over the 4-bit weights
 };
 
 QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std::filesystem::path& out,
