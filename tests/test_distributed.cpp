@@ -131,7 +131,7 @@ TEST(Distributed, DemoRecipeOnTwoAndThreeRanks) {
     const auto args = [&](const fs::path& dir, int batch) {
       return std::vector<std::string>{"train", (source / "recipes/demo.yaml").string(), "--set", "model.path=" + model.string(),
                                       "--set", "output.dir=" + dir.string(), "--set", "train.max_steps=12", "--set",
-                                      "train.report_to=[none]", "--set", "train.save_steps=0", "--set",
+                                      "train.report_to=[none]", "--set", "train.save_steps=0", "--set", "train.eval_steps=6", "--set",
                                       fmt::format("train.per_device_train_batch_size={}", batch)};
     };
     r = run(quoted(args(single, 4 * ranks)).substr(1));
@@ -141,8 +141,15 @@ TEST(Distributed, DemoRecipeOnTwoAndThreeRanks) {
     const auto [loss, adapter] = differences(many, single);
     EXPECT_LT(loss, 1e-5);
     EXPECT_LT(adapter, 1e-5);
-    std::printf("demo recipe, %d ranks x batch 4 vs 1 process x batch %d: 12 steps, worst loss %.2e relative, adapter %.2e\n",
-                ranks, 4 * ranks, loss, adapter);
+    // Validation every 6 steps, its rows shared out over the ranks: the same mean loss.
+    const auto best_eval = [](const fs::path& dir) {
+      std::ifstream in(dir / "summary.json");
+      return nlohmann::json::parse(in)["best_eval_loss"].get<double>();
+    };
+    const double eval = std::abs(best_eval(many) - best_eval(single)) / best_eval(single);
+    EXPECT_LT(eval, 1e-5);
+    std::printf("demo recipe, %d ranks x batch 4 vs 1 process x batch %d: 12 steps, worst loss %.2e relative, adapter %.2e, "
+                "best validation loss %.2e\n", ranks, 4 * ranks, loss, adapter, eval);
   }
 }
 

@@ -13,6 +13,7 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/stack.h>
+#include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
@@ -218,7 +219,7 @@ void all_reduce_gradients(std::vector<at::Tensor>& params, at::Tensor& loss_sum,
 
 // The mean token loss over the validation rows, in file order, unpacked, without dropout.
 double evaluate(const CausalLM& model, lora::LoraModel& lora, const DataPlan& plan, const TrainSection& t,
-                const at::Device& device) {
+                const at::Device& device, const World& world) {
   c10::NoGradGuard no_grad;
   lora.set_training(false);
   data::BatchConfig in_order = plan.batches;
@@ -227,12 +228,24 @@ double evaluate(const CausalLM& model, lora::LoraModel& lora, const DataPlan& pl
   data::BatchStream stream(plan.open, plan.valid_rows, in_order);
   double sum = 0;
   int64_t tokens = 0;
-  for (data::Batch b; stream.next(b);) {
+  for (data::Batch global; stream.next(global);) {
+    // Under torchrun each rank scores its rows of the batch; the sums are added up below.
+    const data::Batch b = world.distributed() ? data::slice_rows(global, global.rows * world.rank() / world.size(),
+                                                                 global.rows * (world.rank() + 1) / world.size())
+                                              : global;
+    if (b.rows == 0) continue;
     const DeviceBatch x = to_device(b, device);
     sum += loss_sum(model, x.input_ids, x.layout, x.labels, t.loss_chunk_tokens).item<double>();
     tokens += b.loss_tokens;
   }
   lora.set_training(true);
+  if (world.distributed()) {
+    at::Tensor totals = at::tensor({sum, static_cast<double>(tokens)}, at::TensorOptions().dtype(at::kDouble)).to(world.device());
+    world.all_reduce_sum(totals, "the evaluation");
+    totals = totals.to(at::kCPU);
+    sum = totals[0].item<double>();
+    tokens = static_cast<int64_t>(totals[1].item<double>());
+  }
   return tokens ? sum / static_cast<double>(tokens) : NAN;
 }
 
@@ -386,7 +399,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
     // Evaluate every eval_steps (or at the end of each epoch), with early stopping.
     const bool epoch_end = state.step % std::max<int64_t>(plan.steps_per_epoch, 1) == 0;
     if (plan.has_validation && ((t.eval_steps > 0 && state.step % t.eval_steps == 0) || (t.eval_steps == 0 && epoch_end))) {
-      const double eval_loss = evaluate(*model, lora, plan, t, device);
+      const double eval_loss = evaluate(*model, lora, plan, t, device, world);
       if (metrics) metrics->append_eval(state.step, eval_loss);
       if (tty) fmt::print("\n");
       say(fmt::format("eval step {}: loss {:.4f} perplexity {:.3f}\n", state.step, eval_loss, std::exp(eval_loss)));
