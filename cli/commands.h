@@ -14,6 +14,7 @@ void add_data(CLI::App& app);
 void add_train(CLI::App& app);
 void add_merge(CLI::App& app);
 void add_quantize(CLI::App& app);
+void add_export(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_sweep(CLI::App& app);
 void add_report(CLI::App& app);

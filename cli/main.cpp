@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   lorakit::cli::add_train(app);
   lorakit::cli::add_merge(app);
   lorakit::cli::add_quantize(app);
+  lorakit::cli::add_export(app);
   lorakit::cli::add_generate(app);
   lorakit::cli::add_sweep(app);
   lorakit::cli::add_report(app);

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   cmake ninja-build g++ pkg-config ccache python3 python3-venv
   libhdf5-dev libsentencepiece-dev libcli11-dev libfmt-dev nlohmann-json3-dev libyaml-cpp-dev libpcre2-dev
-  libutf8proc-dev libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev
+  libutf8proc-dev libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev libssl-dev
 )
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
