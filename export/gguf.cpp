@@ -8,6 +8,8 @@
 #include <optional>
 #include <regex>
 #include <set>
+#include <sstream>
+#include <algorithm>
 
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/arange.h>
@@ -666,9 +668,170 @@ fs::path checked_out(const fs::path& out, bool overwrite) {
   return out;
 }
 
-std::string model_name(const fs::path& dir, const GgufOptions& options) {
-  if (!options.name.empty()) return options.name;
-  return fs::absolute(dir).lexically_normal().filename().string();
+// gguf-py's Metadata heuristics (get_model_id_components, id_to_title) on a model id such as
+// "org/Name-7B-Instruct-v2" or a directory name: name, organization, basename, finetune, version
+// and size label, the parts the converter writes to general.*.
+struct ModelId {
+  std::optional<std::string> name, organization, basename, finetune, version, size_label;
+};
+
+bool is_lower(const std::string& w) {  // str.islower(): some cased character, none upper-case
+  bool cased = false;
+  for (unsigned char c : w) {
+    if (std::isupper(c)) return false;
+    if (std::islower(c)) cased = true;
+  }
+  return cased;
+}
+
+std::string title(const std::string& w) {  // str.title() for ASCII letters
+  std::string out;
+  bool previous_cased = false;
+  for (unsigned char c : w) {
+    const bool cased = std::isalpha(c) != 0;
+    out += static_cast<char>(cased ? (previous_cased ? std::tolower(c) : std::toupper(c)) : c);
+    previous_cased = cased;
+  }
+  return out;
+}
+
+std::string id_to_title(const std::string& id) {
+  std::string s = id;
+  std::replace(s.begin(), s.end(), '-', ' ');
+  std::istringstream words(s);
+  std::vector<std::string> out;
+  static const std::regex keep(R"(^(v\d+(?:\.\d+)*|\d.*)$)");
+  for (std::string w; words >> w;) out.push_back(is_lower(w) && !std::regex_match(w, keep) ? title(w) : w);
+  return fmt::format("{}", fmt::join(out, " "));
+}
+
+ModelId model_id_components(const std::string& model_id, int64_t total_params) {
+  ModelId id;
+  if (model_id.find(' ') != std::string::npos) {
+    id.name = model_id;
+    return id;
+  }
+  std::string org, full = model_id;
+  if (const auto slash = model_id.find('/'); slash != std::string::npos) {
+    org = model_id.substr(0, slash);
+    full = model_id.substr(slash + 1);
+  }
+  std::vector<std::string> parts;
+  for (size_t b = 0;;) {
+    const size_t e = full.find('-', b);
+    const std::string part = full.substr(b, e == std::string::npos ? std::string::npos : e - b);
+    if (!part.empty()) parts.push_back(part);
+    if (e == std::string::npos) break;
+    b = e + 1;
+  }
+  using std::regex_constants::icase;
+  static const std::regex version_re(R"((v|iter)?\d+([.]\d+)*)", icase), type_re(R"(i?q\d(_\w)*|b?fp?(16|32))", icase),
+      size_re(R"((([A]|\d+[x])?\d+([._]\d+)?[KMBT][\d]?|small|mini|medium|large|x?xl))", icase),
+      finetune_re(R"(chat|instruct|vision|lora)", icase);
+  std::vector<std::set<std::string>> types(parts.size());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    std::string part = parts[i];
+    if (std::regex_match(part, version_re)) {
+      types[i].insert("version");
+    } else if (std::regex_match(part, type_re)) {
+      types[i].insert("type");
+      for (char& c : parts[i]) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    } else if (i > 0 && std::regex_match(part, size_re)) {
+      std::replace(part.begin(), part.end(), '_', '.');
+      if (std::isdigit(static_cast<unsigned char>(part.back()))) part = part.substr(0, part.size() - 2) + "." + part.back() + part[part.size() - 2];
+      if (part.size() > 1 && std::isdigit(static_cast<unsigned char>(part[part.size() - 2])) && std::string("kmbt").find(part.back()) != std::string::npos)
+        part.back() = static_cast<char>(std::toupper(static_cast<unsigned char>(part.back())));
+      if (total_params != 0) {
+        const std::string number = part.substr(0, part.size() - 1);
+        char* end = nullptr;
+        const double value = std::strtod(number.c_str(), &end);
+        if (!number.empty() && end == number.c_str() + number.size()) {
+          const auto power = static_cast<double>(std::string(" KMBT").find(part.back()));  // npos -> Python's -1
+          const double label = value * std::pow(1000.0, std::string(" KMBT").find(part.back()) == std::string::npos ? -1.0 : power);
+          const int64_t total = std::llabs(total_params);
+          if ((total_params < 0 && label < static_cast<double>(total / 8)) ||
+              (total_params > 0 && std::fabs(label - static_cast<double>(total_params)) > static_cast<double>(7 * total_params / 8))) {
+            types[i].insert("finetune");
+            part.back() = static_cast<char>(std::tolower(static_cast<unsigned char>(part.back())));
+          }
+        }
+      }
+      if (types[i].empty()) types[i].insert("size_label");
+      parts[i] = part;
+    } else if (i > 0 && std::regex_match(part, finetune_re)) {
+      std::string lower = part;
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      types[i].insert(total_params < 0 && lower == "lora" ? "type" : "finetune");
+    }
+  }
+  bool numbered_size = false;
+  for (size_t i = 0; i < parts.size(); ++i)
+    if (types[i].count("size_label"))
+      for (char c : parts[i]) numbered_size |= std::isdigit(static_cast<unsigned char>(c)) != 0;
+  if (numbered_size)
+    for (size_t i = 0; i < parts.size(); ++i)
+      if (types[i].count("size_label") && std::all_of(parts[i].begin(), parts[i].end(), [](unsigned char c) { return std::isalpha(c); }))
+        types[i].erase("size_label");
+  bool at_start = true;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (at_start && ((types[i].empty() && std::isalpha(static_cast<unsigned char>(parts[i][0]))) || types[i].count("version"))) {
+      types[i].insert("basename");
+    } else {
+      at_start = false;
+      if (types[i].empty()) types[i].insert("finetune");
+    }
+  }
+  for (size_t i = parts.size(); i-- > 0;) {
+    if (types[i].count("basename") && types[i].size() > 1) types[i].erase("basename");
+    else break;
+  }
+  auto joined = [&](const char* type, const char* exclude = nullptr) -> std::optional<std::string> {
+    std::vector<std::string> chosen;
+    for (size_t i = 0; i < parts.size(); ++i)
+      if (types[i].count(type) && !(exclude && types[i].count(exclude)) &&
+          !(std::string(type) == "size_label" && std::find(chosen.begin(), chosen.end(), parts[i]) != chosen.end()))
+        chosen.push_back(parts[i]);
+    if (chosen.empty()) return std::nullopt;
+    return fmt::format("{}", fmt::join(chosen, "-"));
+  };
+  id.name = full;
+  if (!org.empty() && org[0] != '.') id.organization = org;
+  id.basename = joined("basename");
+  id.size_label = joined("size_label");
+  id.finetune = joined("finetune");
+  id.version = joined("version", "basename");
+  if (!id.size_label && !id.finetune && !id.version) id.basename.reset();
+  return id;
+}
+
+// Metadata.load + set_gguf_meta_model for a directory without a model card: config.json's
+// _name_or_path (when it is a hub id), then the directory's name; --name wins; the size label from
+// the parameter count when neither names one (not for adapters, whose count is negative).
+void write_general(gguf::Writer& w, const fs::path& dir, const GgufOptions& options, int64_t total_params) {
+  ModelId meta;
+  auto apply = [&](const std::string& model_id) {
+    const ModelId id = model_id_components(model_id, total_params);
+    if (!meta.name && id.name) meta.name = id_to_title(*id.name);
+    if (!meta.organization && id.organization) meta.organization = id_to_title(*id.organization);
+    if (!meta.basename) meta.basename = id.basename;
+    if (!meta.finetune) meta.finetune = id.finetune;
+    if (!meta.version) meta.version = id.version;
+    if (!meta.size_label) meta.size_label = id.size_label;
+  };
+  if (const auto config = read_json_if(dir / "config.json"); config && config->contains("_name_or_path") && (*config)["_name_or_path"].is_string()) {
+    const std::string id = (*config)["_name_or_path"].get<std::string>();
+    if (std::count(id.begin(), id.end(), '/') <= 1) apply(id);
+  }
+  apply(fs::absolute(dir).lexically_normal().filename().string());
+  if (!options.name.empty()) meta.name = options.name;
+  if (!meta.size_label && total_params > 0) meta.size_label = size_label(total_params);
+  write_sampling(w, dir);
+  w.add_string("general.name", *meta.name);
+  if (meta.version) w.add_string("general.version", *meta.version);
+  if (meta.organization) w.add_string("general.organization", *meta.organization);
+  if (meta.finetune) w.add_string("general.finetune", *meta.finetune);
+  if (meta.basename) w.add_string("general.basename", *meta.basename);
+  if (meta.size_label) w.add_string("general.size_label", *meta.size_label);
 }
 
 }  // namespace
@@ -718,9 +881,7 @@ GgufReport export_gguf(const fs::path& model_dir, const fs::path& adapter_dir, c
   // Metadata in the converter's order.
   w.add_string("general.architecture", arch.gguf_arch);
   w.add_string("general.type", "model");
-  write_sampling(w, model_dir);
-  w.add_string("general.name", model_name(model_dir, options));
-  w.add_string("general.size_label", size_label(parameters));
+  write_general(w, model_dir, options, parameters);
   write_hyperparameters(w, arch, hp, options.type);
   w.add_u32("general.quantization_version", 2);
   GgufReport report;
@@ -790,8 +951,9 @@ GgufReport export_gguf_lora(const fs::path& model_dir, const fs::path& adapter_d
   w.add_string("general.architecture", arch.gguf_arch);
   w.add_string("general.type", "adapter");
   w.add_string("adapter.type", "lora");
-  write_sampling(w, adapter_dir);
-  w.add_string("general.name", model_name(model_dir, options));
+  int64_t parameters = 0;  // gguf-py's count for an adapter: the adapted weights' sizes, negated
+  for (const auto& [module, pair] : adapter.modules) parameters += pair.b.size(0) * pair.a.size(1);
+  write_general(w, adapter_dir, options, -parameters);
   w.add_f32("adapter.lora.alpha", static_cast<float>(adapter.alpha));
   w.add_u32("general.quantization_version", 2);
   w.write(out, [&](size_t i) { return plan[i].value; });
