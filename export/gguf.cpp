@@ -1,7 +1,5 @@
 #include "export/gguf.h"
 
-#include <openssl/sha.h>
-
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -13,6 +11,7 @@
 
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/arange.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/pow.h>
 #include <ATen/ops/tensor.h>
@@ -29,7 +28,7 @@
 #include "core/json_reader.h"
 #include "device/dtype.h"
 #include "export/gguf_file.h"
-#include "tokenizers/tokenizer.h"
+#include "export/gguf_vocab.h"
 
 namespace lorakit::exports {
 namespace {
@@ -40,59 +39,147 @@ using gguf::TensorType;
 
 // ---- Architectures -------------------------------------------------------------------------------
 
-// One HF model_type as the converter handles it: llama.cpp's architecture name and the defaults
-// transformers 5.23's config class fills in for the keys the converter reads (AutoConfig.to_dict()).
+// Which of the converter's set_gguf_parameters an architecture runs, and which set_vocab.
+enum class Params { Text, Gemma, Gemma2, Gpt2, GptNeox };
+using Vocab = gguf::VocabKind;
+
+// One HF model_type as the converter handles it: llama.cpp's architecture name, the defaults
+// transformers 5.23's config class fills in for the keys the converter reads (its hparams are
+// AutoConfig(...).to_dict()), and its tensor names and transforms.
 struct Arch {
   std::string model_type, gguf_arch;
   json defaults;
+  bool raw_config = false;   // no transformers class (EXAONE 3.5 is remote code): config.json as is
+  Params params = Params::Text;
+  Vocab vocab = Vocab::Gpt2;
   bool permute_qk = false;   // LlamaModel.permute on q_proj/k_proj rows (llama, mistral)
   bool vocab_size = false;   // <arch>.vocab_size
-  bool rope_dims = false;    // <arch>.rope.dimension_count
-  bool sliding = false;      // <arch>.attention.sliding_window (+ _pattern)
+  bool rope_dims = false;    // <arch>.rope.dimension_count = head_dim (x partial_rotary_factor for exaone)
+  bool sliding = false;      // exaone4's <arch>.attention.sliding_window (+ _pattern)
   bool rope_freqs = false;   // llama3 rope scaling as a rope_freqs tensor
   double llama3_factor = 8;  // the converter's default factor for that
-  // HF layer-module name -> llama.cpp's, per architecture where it differs from llama's.
-  std::map<std::string, std::string> layer_names;
+  bool norm_plus_one = false;    // gemma: every *norm.weight stored as 1 + w
+  bool drop_lm_head = false;     // gemma: lm_head.weight skipped (tied)
+  bool transpose_conv1d = false; // gpt2: Conv1D weights (in, out) transposed
+  bool neox_qkv = false;         // gpt_neox: per-head [q k v] rows regrouped as [Q; K; V]
+  std::string layers;            // the prefix before the layer index, e.g. "model.layers."
+  std::map<std::string, std::string> layer_names, top_names;  // HF module -> llama.cpp, no suffix
 };
 
-const std::map<std::string, std::string>& llama_layer_names() {
-  static const std::map<std::string, std::string> names = {
-      {"input_layernorm", "attn_norm"},   {"post_attention_layernorm", "ffn_norm"},
-      {"self_attn.q_proj", "attn_q"},     {"self_attn.k_proj", "attn_k"},
-      {"self_attn.v_proj", "attn_v"},     {"self_attn.o_proj", "attn_output"},
-      {"self_attn.q_norm", "attn_q_norm"}, {"self_attn.k_norm", "attn_k_norm"},
-      {"mlp.gate_proj", "ffn_gate"},      {"mlp.up_proj", "ffn_up"},
-      {"mlp.down_proj", "ffn_down"}};
-  return names;
+std::map<std::string, std::string> llama_layer_names() {
+  return {{"input_layernorm", "attn_norm"},    {"post_attention_layernorm", "ffn_norm"},
+          {"self_attn.q_proj", "attn_q"},      {"self_attn.k_proj", "attn_k"},
+          {"self_attn.v_proj", "attn_v"},      {"self_attn.o_proj", "attn_output"},
+          {"self_attn.q_norm", "attn_q_norm"}, {"self_attn.k_norm", "attn_k_norm"},
+          {"mlp.gate_proj", "ffn_gate"},       {"mlp.up_proj", "ffn_up"},
+          {"mlp.down_proj", "ffn_down"}};
 }
 
 const std::vector<Arch>& architectures() {
   static const std::vector<Arch> table = [] {
     const json rope_default = {{"rope_theta", 10000.0}, {"rope_type", "default"}};
+    const std::map<std::string, std::string> llama_top = {
+        {"model.embed_tokens", "token_embd"}, {"model.norm", "output_norm"}, {"lm_head", "output"}};
     std::vector<Arch> t;
-    Arch llama{"llama", "llama",
-               {{"max_position_embeddings", 2048}, {"rms_norm_eps", 1e-6}, {"rope_parameters", rope_default}, {"vocab_size", 32000}},
-               true, true, true, false, true, 8.0, llama_layer_names()};
+    Arch llama;
+    llama.model_type = llama.gguf_arch = "llama";
+    llama.defaults = {{"max_position_embeddings", 2048}, {"rms_norm_eps", 1e-6}, {"rope_parameters", rope_default}, {"vocab_size", 32000}};
+    llama.vocab = Vocab::Llama;
+    llama.permute_qk = llama.vocab_size = llama.rope_dims = llama.rope_freqs = true;
+    llama.layers = "model.layers.";
+    llama.layer_names = llama_layer_names();
+    llama.top_names = llama_top;
     t.push_back(llama);
-    Arch mistral = llama;
+
+    Arch mistral = llama;  // MistralForCausalLM is the converter's LlamaModel
     mistral.model_type = "mistral";
     mistral.defaults["max_position_embeddings"] = 131072;
     t.push_back(mistral);
-    Arch qwen2{"qwen2", "qwen2",
-               {{"max_position_embeddings", 32768}, {"rms_norm_eps", 1e-6}, {"rope_parameters", rope_default}, {"vocab_size", 151936}},
-               false, false, false, false, false, 8.0, llama_layer_names()};
+
+    Arch qwen2;
+    qwen2.model_type = qwen2.gguf_arch = "qwen2";
+    qwen2.defaults = {{"max_position_embeddings", 32768}, {"rms_norm_eps", 1e-6}, {"rope_parameters", rope_default}, {"vocab_size", 151936}};
+    qwen2.vocab = Vocab::SentencePieceElseGpt2;
+    qwen2.layers = "model.layers.";
+    qwen2.layer_names = llama_layer_names();
+    qwen2.top_names = llama_top;
     t.push_back(qwen2);
+
     Arch qwen3 = qwen2;
     qwen3.model_type = qwen3.gguf_arch = "qwen3";
     qwen3.defaults["head_dim"] = 128;
     t.push_back(qwen3);
-    Arch exaone4{"exaone4", "exaone4",
-                 {{"max_position_embeddings", 2048}, {"rms_norm_eps", 1e-5}, {"rope_parameters", rope_default}, {"vocab_size", 102400}},
-                 false, true, false, true, true, 16.0, llama_layer_names()};
+
+    Arch exaone4 = qwen2;
+    exaone4.model_type = exaone4.gguf_arch = "exaone4";
+    exaone4.defaults = {{"max_position_embeddings", 2048}, {"rms_norm_eps", 1e-5}, {"rope_parameters", rope_default}, {"vocab_size", 102400}};
+    exaone4.vocab = Vocab::Gpt2;
+    exaone4.vocab_size = exaone4.sliding = exaone4.rope_freqs = true;
+    exaone4.llama3_factor = 16.0;
     exaone4.layer_names.erase("input_layernorm");
     exaone4.layer_names["post_attention_layernorm"] = "post_attention_norm";
     exaone4.layer_names["post_feedforward_layernorm"] = "post_ffw_norm";
     t.push_back(exaone4);
+
+    Arch exaone;  // EXAONE 3.x: Llama's math under GPT-2-like names, config.json read as is
+    exaone.model_type = exaone.gguf_arch = "exaone";
+    exaone.raw_config = true;
+    exaone.rope_dims = exaone.rope_freqs = true;
+    exaone.layers = "transformer.h.";
+    exaone.layer_names = {{"ln_1", "attn_norm"}, {"ln_2", "ffn_norm"}, {"attn.attention.q_proj", "attn_q"},
+                          {"attn.attention.k_proj", "attn_k"}, {"attn.attention.v_proj", "attn_v"},
+                          {"attn.attention.out_proj", "attn_output"}, {"mlp.c_fc_0", "ffn_gate"},
+                          {"mlp.c_fc_1", "ffn_up"}, {"mlp.c_proj", "ffn_down"}};
+    exaone.top_names = {{"transformer.wte", "token_embd"}, {"transformer.ln_f", "output_norm"}, {"lm_head", "output"}};
+    t.push_back(exaone);
+
+    Arch gemma;
+    gemma.model_type = gemma.gguf_arch = "gemma";
+    gemma.defaults = {{"max_position_embeddings", 8192}, {"rms_norm_eps", 1e-6}, {"rope_parameters", rope_default},
+                      {"vocab_size", 256000}, {"head_dim", 256}};
+    gemma.params = Params::Gemma;
+    gemma.vocab = Vocab::Gemma;
+    gemma.norm_plus_one = gemma.drop_lm_head = true;
+    gemma.layers = "model.layers.";
+    gemma.layer_names = llama_layer_names();
+    gemma.top_names = llama_top;
+    t.push_back(gemma);
+
+    Arch gemma2 = gemma;
+    gemma2.model_type = gemma2.gguf_arch = "gemma2";
+    gemma2.defaults.update({{"sliding_window", 4096}, {"final_logit_softcapping", 30.0}, {"attn_logit_softcapping", 50.0}});
+    gemma2.params = Params::Gemma2;
+    gemma2.vocab = Vocab::Gemma2;
+    gemma2.layer_names["post_attention_layernorm"] = "post_attention_norm";
+    gemma2.layer_names["pre_feedforward_layernorm"] = "ffn_norm";
+    gemma2.layer_names["post_feedforward_layernorm"] = "post_ffw_norm";
+    t.push_back(gemma2);
+
+    Arch gpt2;
+    gpt2.model_type = gpt2.gguf_arch = "gpt2";
+    gpt2.defaults = {{"layer_norm_epsilon", 1e-5}, {"n_positions", 1024}, {"vocab_size", 50257}};
+    gpt2.params = Params::Gpt2;
+    gpt2.transpose_conv1d = true;
+    gpt2.layers = "transformer.h.";
+    gpt2.layer_names = {{"ln_1", "attn_norm"}, {"ln_2", "ffn_norm"}, {"attn.c_attn", "attn_qkv"},
+                        {"attn.c_proj", "attn_output"}, {"mlp.c_fc", "ffn_up"}, {"mlp.c_proj", "ffn_down"}};
+    gpt2.top_names = {{"transformer.wte", "token_embd"}, {"transformer.wpe", "position_embd"},
+                      {"transformer.ln_f", "output_norm"}, {"lm_head", "output"}};
+    t.push_back(gpt2);
+
+    Arch neox;
+    neox.model_type = "gpt_neox";
+    neox.gguf_arch = "gptneox";
+    neox.defaults = {{"max_position_embeddings", 2048}, {"layer_norm_eps", 1e-5}, {"vocab_size", 50432},
+                     {"use_parallel_residual", true}};
+    neox.params = Params::GptNeox;
+    neox.neox_qkv = true;
+    neox.layers = "gpt_neox.layers.";
+    neox.layer_names = {{"input_layernorm", "attn_norm"}, {"post_attention_layernorm", "ffn_norm"},
+                        {"attention.query_key_value", "attn_qkv"}, {"attention.dense", "attn_output"},
+                        {"mlp.dense_h_to_4h", "ffn_up"}, {"mlp.dense_4h_to_h", "ffn_down"}};
+    neox.top_names = {{"gpt_neox.embed_in", "token_embd"}, {"embed_out", "output"}, {"gpt_neox.final_layer_norm", "output_norm"}};
+    t.push_back(neox);
     return t;
   }();
   return table;
@@ -104,60 +191,67 @@ const Arch& find_arch(const std::string& model_type, const fs::path& config_path
     if (a.model_type == model_type) return a;
     known.push_back(a.model_type);
   }
-  static const std::map<std::string, std::string> why = {
-      {"rwkv", "llama.cpp's converter handles RWKV 6 and 7, not RWKV-4 (the rwkv model_type)"},
-      {"gemma", "lorakit does not yet write SentencePiece vocabularies (tokenizer.ggml.model llama)"},
-      {"gemma2", "lorakit does not yet write SentencePiece vocabularies (tokenizer.ggml.model llama)"},
-      {"gpt2", "not yet written by lorakit"},
-      {"gpt_neox", "not yet written by lorakit"},
-      {"exaone", "not yet written by lorakit"}};
-  const auto it = why.find(model_type);
+  const std::string why = model_type == "rwkv"
+                              ? "llama.cpp's converter handles RWKV 6 and 7, not RWKV-4 (the rwkv model_type)"
+                              : "lorakit has no GGUF mapping for it";
   fail("{}: model_type '{}' cannot be exported to GGUF: {}; hint: the GGUF export handles {}", config_path.string(),
-       model_type, it != why.end() ? it->second : "llama.cpp's converter has no such architecture", fmt::join(known, ", "));
+       model_type, why, fmt::join(known, ", "));
 }
 
 // llama.cpp's tensor name for an HF tensor, "" for one the converter drops.
-std::string gguf_tensor_name(const Arch& arch, const std::string& hf) {
-  static const std::regex layer(R"(^model\.layers\.(\d+)\.(.+)\.(weight|bias)$)");
-  std::smatch m;
-  if (std::regex_match(hf, m, layer)) {
-    const auto it = arch.layer_names.find(m[2].str());
-    if (it == arch.layer_names.end()) {
-      if (m[2].str().ends_with("rotary_emb")) return "";
-      fail("GGUF: tensor {} has no llama.cpp name for {}; hint: a checkpoint with extra modules cannot be exported",
-           hf, arch.gguf_arch);
+std::string gguf_tensor_name(const Arch& arch, const std::string& hf_name) {
+  std::string hf = hf_name;
+  if (arch.model_type == "gpt2" && !hf.starts_with("transformer.") && hf != "lm_head.weight") hf = "transformer." + hf;  // OpenAI's own names
+  if (hf.ends_with(".rotary_emb.inv_freq") || hf.ends_with(".attn.bias") || hf.ends_with(".attn.masked_bias") ||
+      hf.ends_with(".attention.bias") || hf.ends_with(".attention.masked_bias"))
+    return "";
+  if (arch.drop_lm_head && hf == "lm_head.weight") return "";
+  const size_t dot = hf.rfind('.');
+  const std::string module = hf.substr(0, dot), suffix = hf.substr(dot);  // ".weight" | ".bias"
+  if (suffix == ".weight" || suffix == ".bias") {
+    if (const auto it = arch.top_names.find(module); it != arch.top_names.end()) return it->second + suffix;
+    if (module.starts_with(arch.layers)) {
+      const std::string rest = module.substr(arch.layers.size());
+      const size_t end = rest.find('.');
+      const std::string index = rest.substr(0, end);
+      if (end != std::string::npos && !index.empty() && std::all_of(index.begin(), index.end(), ::isdigit))
+        if (const auto it = arch.layer_names.find(rest.substr(end + 1)); it != arch.layer_names.end())
+          return fmt::format("blk.{}.{}{}", index, it->second, suffix);
     }
-    return fmt::format("blk.{}.{}.{}", m[1].str(), it->second, m[3].str());
   }
-  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
-  if (hf == "model.norm.weight") return "output_norm.weight";
-  if (hf == "lm_head.weight") return "output.weight";
-  if (hf.ends_with(".rotary_emb.inv_freq")) return "";
-  fail("GGUF: tensor {} has no llama.cpp name for {}", hf, arch.gguf_arch);
+  fail("GGUF: tensor {} has no llama.cpp name in the {} architecture; hint: a checkpoint with modules the "
+       "architecture does not have cannot be exported", hf_name, arch.gguf_arch);
 }
 
-// ---- Hyperparameters: TextModel.set_gguf_parameters and the architectures' additions ------------
+// ---- Hyperparameters: TextModel.set_gguf_parameters and the architectures' own ---------------------
 
 // config.json over the class defaults, as the converter's hparams (AutoConfig(...).to_dict()).
 json hyperparameters(const Arch& arch, const json& config) {
+  if (arch.raw_config) {
+    json hp = config;
+    json rope = config.contains("rope_scaling") && config["rope_scaling"].is_object() ? config["rope_scaling"] : json::object();
+    if (rope.contains("type") && !rope.contains("rope_type")) rope["rope_type"] = rope["type"];
+    if (config.contains("rope_theta") && !rope.contains("rope_theta")) rope["rope_theta"] = config["rope_theta"];
+    hp["rope_parameters"] = rope;
+    return hp;
+  }
   json hp = arch.defaults;
   for (const auto& [key, value] : config.items()) hp[key] = value;
   // transformers 5 keeps the rope settings in rope_parameters (rope_scaling + rope_theta merged).
-  if (!config.contains("rope_parameters")) {
-    json rope = arch.defaults.value("rope_parameters", json::object());
-    if (config.contains("rope_scaling") && config["rope_scaling"].is_object()) {
+  if (!config.contains("rope_parameters") && arch.defaults.contains("rope_parameters")) {
+    json rope = arch.defaults["rope_parameters"];
+    if (config.contains("rope_scaling") && config["rope_scaling"].is_object())
       for (const auto& [k, v] : config["rope_scaling"].items()) rope[k == "type" ? "rope_type" : k] = v;
-    }
     if (config.contains("rope_theta")) rope["rope_theta"] = config["rope_theta"];
     hp["rope_parameters"] = rope;
   }
+  if (!hp.contains("rope_parameters")) hp["rope_parameters"] = json::object();
   hp.erase("rope_scaling");
   hp.erase("rope_theta");
-  const int64_t heads = hp.at("num_attention_heads").get<int64_t>();
-  if (!hp.contains("num_key_value_heads") || hp["num_key_value_heads"].is_null()) hp["num_key_value_heads"] = heads;
-  if (arch.model_type == "llama" || arch.model_type == "mistral") {
-    if (!hp.contains("head_dim") || hp["head_dim"].is_null()) hp["head_dim"] = hp.at("hidden_size").get<int64_t>() / heads;
-  }
+  if (hp.contains("num_attention_heads") && (!hp.contains("num_key_value_heads") || hp["num_key_value_heads"].is_null()))
+    hp["num_key_value_heads"] = hp["num_attention_heads"];
+  if ((arch.model_type == "llama" || arch.model_type == "mistral") && (!hp.contains("head_dim") || hp["head_dim"].is_null()))
+    hp["head_dim"] = hp.at("hidden_size").get<int64_t>() / hp.at("num_attention_heads").get<int64_t>();
   return hp;
 }
 
@@ -167,6 +261,11 @@ const json* find_hparam(const json& hp, std::initializer_list<const char*> keys)
   return nullptr;
 }
 
+uint32_t u32(const json& hp, std::initializer_list<const char*> keys, const fs::path& config_path) {
+  if (const json* v = find_hparam(hp, keys)) return v->get<uint32_t>();
+  fail("{}: none of {} is set; hint: GGUF needs it", config_path.string(), fmt::join(keys, ", "));
+}
+
 uint32_t file_type_code(const std::string& type) {
   if (type == "f32") return 0;
   if (type == "f16") return 1;
@@ -174,12 +273,27 @@ uint32_t file_type_code(const std::string& type) {
   return 32;  // bf16
 }
 
-void write_hyperparameters(gguf::Writer& w, const Arch& arch, const json& hp, const std::string& type) {
+int64_t head_dim(const json& hp) {
+  return hp.contains("head_dim") && !hp["head_dim"].is_null()
+             ? hp["head_dim"].get<int64_t>()
+             : hp.at("hidden_size").get<int64_t>() / hp.at("num_attention_heads").get<int64_t>();
+}
+
+// GPT-NeoX's rotary fraction: config.json's rotary_pct (what the converter reads), else transformers
+// 5's partial_rotary_factor, else GPTNeoXConfig's 0.25.
+double neox_rotary_pct(const json& hp) {
+  if (const json* v = find_hparam(hp, {"rotary_pct", "partial_rotary_factor"})) return v->get<double>();
+  return hp["rope_parameters"].value("partial_rotary_factor", 0.25);
+}
+
+void write_text_model_parameters(gguf::Writer& w, const Arch& arch, const json& hp, const std::string& type) {
   const std::string a = arch.gguf_arch;
-  w.add_u32(a + ".block_count", hp.at("num_hidden_layers").get<uint32_t>());
-  if (const json* v = find_hparam(hp, {"max_position_embeddings", "n_ctx", "n_positions", "max_length"})) w.add_u32(a + ".context_length", v->get<uint32_t>());
+  w.add_u32(a + ".block_count", *find_hparam(hp, {"n_layers", "num_hidden_layers", "n_layer", "num_layers"}));
+  if (const json* v = find_hparam(hp, {"max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length", "model_max_length"}))
+    w.add_u32(a + ".context_length", v->get<uint32_t>());
   if (const json* v = find_hparam(hp, {"hidden_size", "n_embd", "dim"})) w.add_u32(a + ".embedding_length", v->get<uint32_t>());
-  if (const json* v = find_hparam(hp, {"intermediate_size", "n_inner", "hidden_dim"})) w.add_u32(a + ".feed_forward_length", v->get<uint32_t>());
+  if (const json* v = find_hparam(hp, {"prefix_dense_intermediate_size", "dense_intermediate_size", "intermediate_size", "n_inner", "hidden_dim"}))
+    w.add_u32(a + ".feed_forward_length", v->get<uint32_t>());
   if (const json* v = find_hparam(hp, {"num_attention_heads", "n_head", "n_heads"})) w.add_u32(a + ".attention.head_count", v->get<uint32_t>());
   if (const json* v = find_hparam(hp, {"num_key_value_heads", "n_kv_heads"})) w.add_u32(a + ".attention.head_count_kv", v->get<uint32_t>());
   const json& rope = hp["rope_parameters"];
@@ -206,12 +320,12 @@ void write_hyperparameters(gguf::Writer& w, const Arch& arch, const json& hp, co
     w.add_u32(a + ".attention.value_length", hp["head_dim"].get<uint32_t>());
   }
   w.add_u32("general.file_type", file_type_code(type));
+  // The architectures' additions.
   if (arch.vocab_size) w.add_u32(a + ".vocab_size", hp.at("vocab_size").get<uint32_t>());
   if (arch.rope_dims) {
-    const int64_t dim = hp.contains("head_dim") && !hp["head_dim"].is_null()
-                            ? hp["head_dim"].get<int64_t>()
-                            : hp.at("hidden_size").get<int64_t>() / hp.at("num_attention_heads").get<int64_t>();
-    w.add_u32(a + ".rope.dimension_count", static_cast<uint32_t>(dim));
+    const double fraction = arch.model_type == "exaone" ? rope.value("partial_rotary_factor", 1.0) : 1.0;
+    const int64_t heads_dim = arch.model_type == "exaone" ? hp.at("hidden_size").get<int64_t>() / hp.at("num_attention_heads").get<int64_t>() : head_dim(hp);
+    w.add_u32(a + ".rope.dimension_count", static_cast<uint32_t>(fraction * static_cast<double>(heads_dim)));
   }
   if (arch.sliding && hp.contains("sliding_window") && !hp["sliding_window"].is_null()) {
     w.add_u32(a + ".attention.sliding_window", hp["sliding_window"].get<uint32_t>());
@@ -223,10 +337,60 @@ void write_hyperparameters(gguf::Writer& w, const Arch& arch, const json& hp, co
     } else if (hp.contains("sliding_window_pattern")) {
       const json& p = hp["sliding_window_pattern"];
       for (int64_t i = 0; i < layers; ++i) {
-        if (p.is_string()) pattern.push_back(p.get<std::string>()[i % p.get<std::string>().size()] == 'L');
+        if (p.is_string()) pattern.push_back(p.get<std::string>()[static_cast<size_t>(i) % p.get<std::string>().size()] == 'L');
         if (p.is_number_integer()) pattern.push_back((i + 1) % p.get<int64_t>() != 0);
       }
       if (static_cast<int64_t>(pattern.size()) == layers) w.add_bools(a + ".attention.sliding_window_pattern", pattern);
+    }
+  }
+}
+
+void write_hyperparameters(gguf::Writer& w, const Arch& arch, const json& hp, const std::string& type, const fs::path& config_path) {
+  const std::string a = arch.gguf_arch;
+  switch (arch.params) {
+    case Params::Text:
+      write_text_model_parameters(w, arch, hp, type);
+      return;
+    case Params::Gemma:
+    case Params::Gemma2:
+      w.add_u32(a + ".context_length", u32(hp, {"max_position_embeddings"}, config_path));
+      w.add_u32(a + ".embedding_length", u32(hp, {"hidden_size"}, config_path));
+      w.add_u32(a + ".block_count", u32(hp, {"num_hidden_layers"}, config_path));
+      w.add_u32(a + ".feed_forward_length", u32(hp, {"intermediate_size"}, config_path));
+      w.add_u32(a + ".attention.head_count", u32(hp, {"num_attention_heads"}, config_path));
+      w.add_u32(a + ".attention.head_count_kv", u32(hp, {"num_key_value_heads", "num_attention_heads"}, config_path));
+      w.add_f32(a + ".attention.layer_norm_rms_epsilon", hp.at("rms_norm_eps").get<float>());
+      w.add_u32(a + ".attention.key_length", u32(hp, {"head_dim"}, config_path));
+      w.add_u32(a + ".attention.value_length", u32(hp, {"head_dim"}, config_path));
+      w.add_u32("general.file_type", file_type_code(type));
+      if (arch.params == Params::Gemma2) {
+        w.add_f32(a + ".attn_logit_softcapping", hp.at("attn_logit_softcapping").get<float>());
+        w.add_f32(a + ".final_logit_softcapping", hp.at("final_logit_softcapping").get<float>());
+        w.add_u32(a + ".attention.sliding_window", u32(hp, {"sliding_window"}, config_path));
+      }
+      return;
+    case Params::Gpt2: {
+      w.add_u32(a + ".block_count", u32(hp, {"n_layer", "num_hidden_layers"}, config_path));
+      // The converter reads n_ctx, which transformers 5's GPT2Config keeps only when config.json has it.
+      w.add_u32(a + ".context_length", u32(hp, {"n_ctx", "n_positions"}, config_path));
+      const uint32_t n_embd = u32(hp, {"n_embd", "hidden_size"}, config_path);
+      w.add_u32(a + ".embedding_length", n_embd);
+      w.add_u32(a + ".feed_forward_length", 4 * n_embd);
+      w.add_u32(a + ".attention.head_count", u32(hp, {"n_head", "num_attention_heads"}, config_path));
+      w.add_f32(a + ".attention.layer_norm_epsilon", hp.at("layer_norm_epsilon").get<float>());
+      w.add_u32("general.file_type", file_type_code(type));
+      return;
+    }
+    case Params::GptNeox: {
+      w.add_u32(a + ".context_length", u32(hp, {"max_position_embeddings"}, config_path));
+      w.add_u32(a + ".embedding_length", u32(hp, {"hidden_size"}, config_path));
+      w.add_u32(a + ".block_count", u32(hp, {"num_hidden_layers"}, config_path));
+      w.add_u32(a + ".feed_forward_length", u32(hp, {"intermediate_size"}, config_path));
+      w.add_u32(a + ".rope.dimension_count", static_cast<uint32_t>(neox_rotary_pct(hp) * static_cast<double>(head_dim(hp))));
+      w.add_u32(a + ".attention.head_count", u32(hp, {"num_attention_heads"}, config_path));
+      w.add_bool(a + ".use_parallel_residual", hp.value("use_parallel_residual", true));
+      w.add_f32(a + ".attention.layer_norm_epsilon", hp.at("layer_norm_eps").get<float>());
+      return;
     }
   }
 }
@@ -236,9 +400,7 @@ std::optional<at::Tensor> llama3_rope_freqs(const Arch& arch, const json& hp) {
   const json& rope = hp["rope_parameters"];
   if (!arch.rope_freqs || rope.value("rope_type", std::string()) != "llama3") return std::nullopt;
   const double base = rope.value("rope_theta", 10000.0);
-  const int64_t dim = hp.contains("head_dim") && !hp["head_dim"].is_null()
-                          ? hp["head_dim"].get<int64_t>()
-                          : hp.at("hidden_size").get<int64_t>() / hp.at("num_attention_heads").get<int64_t>();
+  const int64_t dim = head_dim(hp);
   const at::Tensor freqs = 1.0 / at::pow(base, at::arange(0, dim, 2, at::kFloat) / dim);
   const double factor = rope.value("factor", arch.llama3_factor);
   const double low = rope.value("low_freq_factor", 1.0), high = rope.value("high_freq_factor", 4.0);
@@ -275,11 +437,38 @@ std::optional<int64_t> permute_heads(const Arch& arch, const json& hp, const std
   return std::nullopt;
 }
 
-// prepare_tensors' type choice: 1-D tensors, norms and anything not a weight stay F32; q8_0 falls
-// back to F16 when the rows are not whole blocks of 32.
+// The converter's modify_tensors for one HF tensor (float32), before the type conversion.
+at::Tensor transform(const Arch& arch, const json& hp, const std::string& hf, at::Tensor value) {
+  if (const auto heads = permute_heads(arch, hp, hf)) value = permute_rows(value, *heads);
+  if (arch.norm_plus_one && hf.ends_with("norm.weight")) value = value + 1;
+  if (arch.transpose_conv1d && value.dim() == 2 &&
+      (hf.ends_with(".c_attn.weight") || hf.ends_with(".c_proj.weight") || hf.ends_with(".c_fc.weight")))
+    value = value.transpose(1, 0).contiguous();
+  if (arch.neox_qkv && hf.ends_with("attention.query_key_value.weight")) {
+    const int64_t heads = hp.at("num_attention_heads").get<int64_t>(), embed = hp.at("hidden_size").get<int64_t>();
+    const at::Tensor qkv = value.reshape({heads, 3, embed / heads, embed});
+    value = at::cat({qkv.select(1, 0).reshape({-1, embed}), qkv.select(1, 1).reshape({-1, embed}), qkv.select(1, 2).reshape({-1, embed})}, 0);
+  } else if (arch.neox_qkv && hf.ends_with("attention.query_key_value.bias")) {
+    const int64_t heads = hp.at("num_attention_heads").get<int64_t>(), embed = hp.at("hidden_size").get<int64_t>();
+    const at::Tensor qkv = value.reshape({heads, 3, embed / heads});
+    value = at::cat({qkv.select(1, 0).reshape({embed}), qkv.select(1, 1).reshape({embed}), qkv.select(1, 2).reshape({embed})}, 0);
+  }
+  return value;
+}
+
+// The shape after transform (only Conv1D's transposition changes one).
+std::vector<int64_t> transformed_shape(const Arch& arch, const std::string& hf, std::vector<int64_t> shape) {
+  if (arch.transpose_conv1d && shape.size() == 2 &&
+      (hf.ends_with(".c_attn.weight") || hf.ends_with(".c_proj.weight") || hf.ends_with(".c_fc.weight")))
+    std::swap(shape[0], shape[1]);
+  return shape;
+}
+
+// prepare_tensors' type choice: 1-D tensors, norms, position embeddings and anything not a weight
+// stay F32; q8_0 falls back to F16 when the rows are not whole blocks of 32.
 TensorType tensor_type(const std::string& name, const std::vector<int64_t>& shape, const std::string& type) {
   const bool weight = name.ends_with(".weight") || name.ends_with(".lora_a") || name.ends_with(".lora_b");
-  if (shape.size() <= 1 || name.ends_with("_norm.weight") || !weight) return TensorType::F32;
+  if (shape.size() <= 1 || name.ends_with("_norm.weight") || !weight || name == "position_embd.weight") return TensorType::F32;
   if (type == "f32") return TensorType::F32;
   if (type == "f16") return TensorType::F16;
   if (type == "bf16") return TensorType::BF16;
@@ -333,262 +522,9 @@ void write_sampling(gguf::Writer& w, const fs::path& dir) {
   f32("mirostat_eta", {"mirostat_eta"});
 }
 
-// ---- Tokenizer: _set_vocab_gpt2 (get_vocab_base) and gguf-py's SpecialVocab ------------------------
-
-enum TokenType : int32_t { NORMAL = 1, UNKNOWN = 2, CONTROL = 3, USER_DEFINED = 4, UNUSED = 5, BYTE = 6 };
-
-struct AddedTokenInfo {
-  std::string content;
-  bool special = false, normalized = false;
-};
-
 std::optional<json> read_json_if(const fs::path& file) {
   if (!fs::exists(file)) return std::nullopt;
   return JsonReader::parse_file(file.string());
-}
-
-bool looks_special(const std::string& t) {
-  if (t == "<pad>" || t == "<mask>" || t == "<2mass>" || t == "[@BOS@]") return true;
-  if (t.starts_with("<|") && t.ends_with("|>")) return true;
-  if (t.starts_with("<\xef\xbd\x9c") && t.ends_with("\xef\xbd\x9c>")) return true;  // <｜ ... ｜>
-  return t.starts_with("<unused") && t.ends_with(">");
-}
-
-std::string sha256_hex(const std::string& text) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  std::string hex;
-  for (unsigned char c : digest) hex += fmt::format("{:02x}", c);
-  return hex;
-}
-
-// get_vocab_base_pre: the ids of the check text, hashed as Python prints the list.
-std::string tokenizer_pre(const tokenizers::Tokenizer& tokenizer, const fs::path& dir, const std::string& override_name) {
-  static const unsigned char chktxt[] = {
-#include "export/gguf_chktxt.inc"
-  };
-  const std::vector<int32_t> ids = tokenizer.encode(std::string(reinterpret_cast<const char*>(chktxt), sizeof(chktxt)));
-  const std::string hash = sha256_hex(fmt::format("[{}]", fmt::join(ids, ", ")));
-  std::string name;
-#define LORAKIT_PRE_HASH(h, n) \
-  if (hash == h) name = n;
-#include "export/gguf_pre_hashes.def"
-#undef LORAKIT_PRE_HASH
-  if (!override_name.empty()) return override_name;
-  if (name.empty())
-    fail("{}: the tokenizer's pre-tokenizer is not one llama.cpp knows (sha256 {} of its ids for llama.cpp's check "
-         "text is not in convert_hf_to_gguf.py's table), so llama.cpp would split text differently; hint: pass "
-         "--tokenizer-pre NAME with the name of the family it was trained as (llama-bpe, qwen2, gpt-2, exaone4, ...)",
-         dir.string(), hash);
-  return name;
-}
-
-void write_gpt2_vocab(gguf::Writer& w, const fs::path& dir, const json& hp, const std::string& pre_override, std::string* pre_out) {
-  const auto tokenizer_json = read_json_if(dir / "tokenizer.json");
-  const auto tokenizer_config = read_json_if(dir / "tokenizer_config.json");
-  // The vocabulary as AutoTokenizer's get_vocab(): the model's tokens plus the added ones.
-  std::map<int64_t, std::string> by_id;
-  std::map<int64_t, AddedTokenInfo> added;
-  if (tokenizer_json) {
-    for (const auto& [token, id] : (*tokenizer_json).at("model").at("vocab").items()) by_id[id.get<int64_t>()] = token;
-    for (const auto& t : tokenizer_json->value("added_tokens", json::array()))
-      added[t.at("id").get<int64_t>()] = {t.at("content").get<std::string>(), t.value("special", false), t.value("normalized", false)};
-  } else {
-    const auto vocab = read_json_if(dir / "vocab.json");
-    if (!vocab) fail("{}: no tokenizer.json or vocab.json; hint: GGUF needs the model's BPE vocabulary", dir.string());
-    for (const auto& [token, id] : vocab->items()) by_id[id.get<int64_t>()] = token;
-    if (tokenizer_config && tokenizer_config->contains("added_tokens_decoder"))
-      for (const auto& [id, t] : (*tokenizer_config)["added_tokens_decoder"].items())
-        added[std::stoll(id)] = {t.at("content").get<std::string>(), t.value("special", false), t.value("normalized", false)};
-  }
-  for (const auto& [id, t] : added) by_id[id] = t.content;
-  const int64_t vocab_size = hp.contains("vocab_size") ? hp["vocab_size"].get<int64_t>() : static_cast<int64_t>(by_id.size());
-  if (!by_id.empty() && by_id.rbegin()->first >= vocab_size)
-    fail("{}: token id {} is past config.json's vocab_size {}; hint: the tokenizer and the model do not belong together",
-         dir.string(), by_id.rbegin()->first, vocab_size);
-  std::vector<std::string> tokens;
-  std::vector<int32_t> types;
-  for (int64_t i = 0; i < vocab_size; ++i) {
-    const auto it = by_id.find(i);
-    if (it == by_id.end()) {
-      tokens.push_back(fmt::format("[PAD{}]", i));
-      types.push_back(UNUSED);
-      continue;
-    }
-    std::string token = it->second;
-    const auto a = added.find(i);
-    if (a == added.end()) {
-      types.push_back(NORMAL);
-    } else if (a->second.special || looks_special(token)) {
-      types.push_back(CONTROL);
-    } else {
-      for (size_t p; (p = token.find("\xe2\x96\x81")) != std::string::npos;) token.replace(p, 3, " ");
-      types.push_back(USER_DEFINED);
-    }
-    tokens.push_back(std::move(token));
-  }
-  const tokenizers::Tokenizer tokenizer = tokenizers::load_tokenizer(dir.string());
-  *pre_out = tokenizer_pre(tokenizer, dir, pre_override);
-  w.add_string("tokenizer.ggml.model", "gpt2");
-  w.add_string("tokenizer.ggml.pre", *pre_out);
-  w.add_strings("tokenizer.ggml.tokens", tokens);
-  w.add_i32s("tokenizer.ggml.token_type", types);
-
-  // SpecialVocab(dir, load_merges=True): merges, special ids, add_*_token, chat template, normalizer.
-  std::vector<std::string> merges;
-  std::vector<std::pair<std::string, int64_t>> special_ids;  // in the order SpecialVocab sets them
-  std::vector<std::pair<std::string, bool>> add_special;
-  auto set_special = [&](const std::string& type, const json& id) {
-    if (!id.is_number_integer()) return;
-    const int64_t v = id.get<int64_t>();
-    if (v < 0) fail("{}: invalid {} token id {}", dir.string(), type, v);
-    for (const auto& [t, _] : special_ids)
-      if (t == type) return;
-    special_ids.emplace_back(type, v);
-  };
-  auto set_add = [&](const std::string& type, bool value, bool overwrite) {
-    for (auto& [t, v] : add_special)
-      if (t == type) {
-        if (overwrite) v = value;
-        return;
-      }
-    add_special.emplace_back(type, value);
-  };
-  std::vector<std::string> types_list = {"bos", "eos", "unk", "sep", "pad", "cls", "mask"};
-  std::optional<bool> lowercase, strip_accents;
-  json config_tc = tokenizer_config.value_or(json());
-  json added_tokens = json::array();
-  if (tokenizer_json) {
-    const json& m = tokenizer_json->at("model");
-    if (m.contains("merges") && m["merges"].is_array() && !m["merges"].empty()) {
-      for (const auto& merge : m["merges"]) {
-        if (merge.is_string()) {
-          merges.push_back(merge.get<std::string>());
-        } else {
-          std::vector<std::string> parts;
-          for (const auto& part : merge) {
-            std::string s;
-            for (char c : part.get<std::string>()) s += c == ' ' ? std::string("\xc4\xa0") : std::string(1, c);  // chr(ord(' ') + 256)
-            parts.push_back(s);
-          }
-          merges.push_back(fmt::format("{}", fmt::join(parts, " ")));
-        }
-      }
-    }
-    std::function<void(const json&)> parse_normalizer = [&](const json& n) {
-      const std::string t = n.value("type", std::string());
-      if (t == "Lowercase") lowercase = true;
-      else if (t == "StripAccents") strip_accents = true;
-      else if (t == "BertNormalizer") {
-        if (n.contains("lowercase")) lowercase = n["lowercase"].get<bool>();
-        if (n.contains("strip_accents") && n["strip_accents"].is_boolean()) strip_accents = n["strip_accents"].get<bool>();
-      } else if (t == "Sequence") {
-        for (const auto& x : n.value("normalizers", json::array())) parse_normalizer(x);
-      }
-    };
-    if (tokenizer_json->contains("normalizer") && (*tokenizer_json)["normalizer"].is_object()) parse_normalizer((*tokenizer_json)["normalizer"]);
-    added_tokens = tokenizer_json->value("added_tokens", json::array());
-    // The post-processor's BOS/EOS (ByteLevel: not added; TemplateProcessing: what the template adds).
-    const json tc = config_tc.is_object() ? config_tc : json::object();
-    auto token_of = [&](const char* key) -> std::string {
-      if (!tc.contains(key)) return "";
-      const json& v = tc[key];
-      return v.is_string() ? v.get<std::string>() : "";
-    };
-    std::string special_bos = token_of("bos_token"), special_eos = token_of("eos_token"), special_cls = token_of("cls_token");
-    if (special_bos.empty() && !special_cls.empty() && config_tc.is_object()) config_tc["bos_token"] = special_bos = special_cls;
-    const json pp = tokenizer_json->value("post_processor", json());
-    if (pp.is_object()) {
-      const json processors = pp.contains("processors") ? pp["processors"] : json::array({pp});
-      for (const auto& p : processors) {
-        const std::string t = p.value("type", std::string());
-        if (t == "ByteLevel") {
-          set_add("bos", false, false);
-          set_add("eos", false, false);
-        } else if (t == "TemplateProcessing") {
-          const json single = p.value("single", json::array());
-          if (single.size() > 1) {
-            const std::string first = single.front().contains("SpecialToken") ? single.front()["SpecialToken"].value("id", "") : "";
-            if (!first.empty()) {
-              if (!config_tc.is_object()) special_bos = first;
-              set_add("bos", first == special_bos || first == special_cls, true);
-            }
-            const std::string last = single.back().contains("SpecialToken") ? single.back()["SpecialToken"].value("id", "") : "";
-            if (!last.empty()) {
-              if (!config_tc.is_object()) special_eos = last;
-              set_add("eos", last == special_eos, true);
-            }
-          }
-        }
-      }
-    }
-  }
-  if (merges.empty() && fs::exists(dir / "merges.txt")) {
-    std::ifstream in(dir / "merges.txt");
-    std::string line;
-    bool first = true;
-    while (std::getline(in, line)) {
-      auto trim = [](std::string s) {
-        const auto b = s.find_first_not_of(" \t\r\n\v\f");
-        if (b == std::string::npos) return std::string();
-        return s.substr(b, s.find_last_not_of(" \t\r\n\v\f") - b + 1);
-      };
-      const std::string t = trim(line);
-      if (first && t.starts_with("#")) {
-        first = false;
-        continue;
-      }
-      first = false;
-      if (t.empty()) continue;
-      std::istringstream parts(t);
-      std::vector<std::string> p;
-      for (std::string x; parts >> x;) p.push_back(x);
-      if (p.size() == 2) merges.push_back(p[0] + " " + p[1]);
-    }
-  }
-  std::optional<std::string> chat_template;
-  if (config_tc.is_object()) {
-    std::optional<std::string> alt;
-    if (fs::exists(dir / "chat_template.jinja")) {
-      std::ifstream in(dir / "chat_template.jinja", std::ios::binary);
-      alt = std::string(std::istreambuf_iterator<char>(in), {});
-    } else if (const auto ct = read_json_if(dir / "chat_template.json"); ct && (*ct).contains("chat_template")) {
-      alt = (*ct)["chat_template"].get<std::string>();
-    }
-    if (config_tc.contains("chat_template") && config_tc["chat_template"].is_string()) chat_template = config_tc["chat_template"].get<std::string>();
-    else if (!config_tc.contains("chat_template")) chat_template = alt;
-    for (const std::string& type : types_list) {
-      const std::string add_key = "add_" + type + "_token";
-      if (config_tc.contains(add_key) && config_tc[add_key].is_boolean()) set_add(type, config_tc[add_key].get<bool>(), false);
-      const std::string key = type + "_token";
-      if (!config_tc.contains(key)) continue;
-      const json& entry = config_tc[key];
-      std::string content;
-      if (entry.is_string()) content = entry.get<std::string>();
-      else if (entry.is_object() && entry.contains("content") && entry["content"].is_string()) content = entry["content"].get<std::string>();
-      else continue;
-      for (const auto& t : added_tokens)
-        if (t.value("content", std::string()) == content) {
-          set_special(type, t.at("id"));
-          break;
-        }
-    }
-  }
-  if (const auto config = read_json_if(dir / "config.json"))
-    for (const std::string& type : types_list)
-      if (config->contains(type + "_token_id")) set_special(type, (*config)[type + "_token_id"]);
-
-  if (!merges.empty()) w.add_strings("tokenizer.ggml.merges", merges);
-  static const std::map<std::string, std::string> id_keys = {
-      {"bos", "bos_token_id"}, {"eos", "eos_token_id"}, {"unk", "unknown_token_id"}, {"sep", "seperator_token_id"},
-      {"pad", "padding_token_id"}, {"mask", "mask_token_id"}};
-  for (const auto& [type, id] : special_ids)
-    if (const auto it = id_keys.find(type); it != id_keys.end()) w.add_u32("tokenizer.ggml." + it->second, static_cast<uint32_t>(id));
-  for (const auto& [type, value] : add_special)
-    if (type == "bos" || type == "eos" || type == "sep") w.add_bool("tokenizer.ggml.add_" + type + "_token", value);
-  if (chat_template) w.add_string("tokenizer.chat_template", *chat_template);
-  if (lowercase) w.add_bool("tokenizer.ggml.normalizer.lowercase", *lowercase);
-  if (strip_accents) w.add_bool("tokenizer.ggml.normalizer.strip_accents", *strip_accents);
 }
 
 // ---- The weights, merged one tensor at a time ------------------------------------------------------
@@ -846,6 +782,7 @@ GgufReport export_gguf(const fs::path& model_dir, const fs::path& adapter_dir, c
   BaseWeights base = open_base(model_dir);
   Adapter adapter;
   if (!adapter_dir.empty()) adapter = read_adapter(adapter_dir);
+  adapter.fan_in_fan_out |= arch.transpose_conv1d;  // GPT-2's Conv1D stores (in, out); PEFT's delta is (out, in)
   std::set<std::string> unused;
   for (const auto& [module, _] : adapter.modules) unused.insert(module);
 
@@ -872,7 +809,7 @@ GgufReport export_gguf(const fs::path& model_dir, const fs::path& adapter_dir, c
     const std::string name = gguf_tensor_name(arch, t.name);
     if (name.empty()) continue;
     if (t.name.ends_with(".weight")) unused.erase(t.name.substr(0, t.name.size() - 7));
-    add({name, static_cast<int64_t>(i), {}}, t.shape);
+    add({name, static_cast<int64_t>(i), {}}, transformed_shape(arch, t.name, t.shape));
   }
   if (!unused.empty())
     fail("{}: the adapter has modules the model does not: {}; hint: export with the base model it was trained on",
@@ -882,10 +819,10 @@ GgufReport export_gguf(const fs::path& model_dir, const fs::path& adapter_dir, c
   w.add_string("general.architecture", arch.gguf_arch);
   w.add_string("general.type", "model");
   write_general(w, model_dir, options, parameters);
-  write_hyperparameters(w, arch, hp, options.type);
+  write_hyperparameters(w, arch, hp, options.type, config_path);
   w.add_u32("general.quantization_version", 2);
   GgufReport report;
-  write_gpt2_vocab(w, model_dir, hp, options.tokenizer_pre, &report.tokenizer_pre);
+  report.tokenizer_pre = gguf::write_vocabulary(w, arch.vocab, model_dir, hp.value("vocab_size", int64_t{0}), options.tokenizer_pre);
 
   c10::NoGradGuard no_grad;
   const auto start = std::chrono::steady_clock::now();
@@ -903,8 +840,7 @@ GgufReport export_gguf(const fs::path& model_dir, const fs::path& adapter_dir, c
           report.merged += 1;
         }
         if (dtype != at::kFloat) value = value.to(dtype).to(at::kFloat);  // as merge stores it, as the converter reads it
-        if (const auto heads = permute_heads(arch, hp, t.name)) value = permute_rows(value, *heads);
-        return value;
+        return transform(arch, hp, t.name, value);
       },
       [&](size_t i, uint64_t) {
         if (options.quiet || (i + 1) % 50 != 0) return;
@@ -929,6 +865,9 @@ GgufReport export_gguf_lora(const fs::path& model_dir, const fs::path& adapter_d
   const Arch& arch = find_arch(config.value("model_type", std::string()), config_path);
   const json hp = hyperparameters(arch, config);
   const Adapter adapter = read_adapter(adapter_dir);
+  if (arch.transpose_conv1d || arch.neox_qkv)
+    fail("{}: a LoRA GGUF for {} is not written by lorakit (the converter reshapes its fused qkv / Conv1D pairs); "
+         "hint: `lorakit export gguf --adapter` writes the merged model instead", adapter_dir.string(), arch.model_type);
 
   struct Planned {
     std::string name;

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "tokenizers/models.h"
+#include "tokenizers/sentencepiece_vocab.h"
 
 namespace lorakit::tokenizers {
 namespace {
@@ -143,6 +144,25 @@ class SentencePieceModel : public Model {
 
 std::unique_ptr<Model> make_sentencepiece_model(const std::string& path) {
   return std::make_unique<SentencePieceModel>(path);
+}
+
+std::vector<SentencePiece> read_sentencepiece_vocab(const std::string& path) {
+  sentencepiece::SentencePieceProcessor processor;
+  const auto status = processor.Load(path);
+  if (!status.ok())
+    fail("{}: not a SentencePiece model ({}); hint: the file may be a Git LFS pointer or truncated", path, status.ToString());
+  std::vector<SentencePiece> pieces(static_cast<size_t>(processor.GetPieceSize()));
+  for (int id = 0; id < processor.GetPieceSize(); ++id) {
+    SentencePiece& p = pieces[static_cast<size_t>(id)];
+    p.piece = processor.IdToPiece(id);
+    p.score = processor.GetScore(id);
+    p.type = processor.IsUnknown(id)  ? SentencePiece::UNKNOWN
+             : processor.IsControl(id) ? SentencePiece::CONTROL
+             : processor.IsUnused(id)  ? SentencePiece::UNUSED
+             : processor.IsByte(id)    ? SentencePiece::BYTE
+                                       : SentencePiece::NORMAL;
+  }
+  return pieces;
 }
 
 }  // namespace lorakit::tokenizers
