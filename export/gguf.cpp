@@ -395,28 +395,32 @@ void write_hyperparameters(gguf::Writer& w, const Arch& arch, const json& hp, co
   }
 }
 
+// Python's `a / t` for a Python float and a tensor: Tensor.__rtruediv__ is t.reciprocal() * a.
+// (ATen's C++ `a / t` divides, which rounds differently: the converter's rope_freqs differ by an ulp.)
+at::Tensor rdiv(double a, const at::Tensor& t) { return t.reciprocal() * a; }
+
 // LlamaModel.generate_extra_tensors for llama3 rope scaling, in float32 as torch computes it.
 std::optional<at::Tensor> llama3_rope_freqs(const Arch& arch, const json& hp) {
   const json& rope = hp["rope_parameters"];
   if (!arch.rope_freqs || rope.value("rope_type", std::string()) != "llama3") return std::nullopt;
   const double base = rope.value("rope_theta", 10000.0);
   const int64_t dim = head_dim(hp);
-  const at::Tensor freqs = 1.0 / at::pow(base, at::arange(0, dim, 2, at::kFloat) / dim);
+  const at::Tensor freqs = rdiv(1.0, at::pow(base, at::arange(0, dim, 2, at::kFloat) / dim));
   const double factor = rope.value("factor", arch.llama3_factor);
   const double low = rope.value("low_freq_factor", 1.0), high = rope.value("high_freq_factor", 4.0);
   const double old_context = rope.value("original_max_position_embeddings", 8192.0);
   const double low_wavelen = old_context / low, high_wavelen = old_context / high;
   std::vector<float> factors;
   for (int64_t i = 0; i < freqs.numel(); ++i) {
-    const at::Tensor wavelen = 2 * M_PI / freqs[i];  // a float32 0-d tensor, as in Python
+    const at::Tensor wavelen = rdiv(2 * M_PI, freqs[i]);  // a float32 0-d tensor, as in Python
     const float wl = wavelen.item<float>();
     if (wl < high_wavelen) {
       factors.push_back(1.0f);
     } else if (wl > low_wavelen) {
       factors.push_back(static_cast<float>(factor));
     } else {
-      const at::Tensor smooth = (old_context / wavelen - low) / (high - low);
-      factors.push_back((1 / ((1 - smooth) / factor + smooth)).item<float>());
+      const at::Tensor smooth = (rdiv(old_context, wavelen) - low) / (high - low);
+      factors.push_back(rdiv(1.0, (1 - smooth) / factor + smooth).item<float>());
     }
   }
   return at::tensor(factors, at::kFloat);

@@ -160,7 +160,7 @@ void write_special_vocab(Writer& w, const fs::path& dir, const SpecialVocabOptio
       }
     add_special.emplace_back(type, value);
   };
-  const std::vector<std::string>& types_list = options.types;
+  std::vector<std::string> types_list = options.types;
   std::optional<bool> lowercase, strip_accents;
   json config_tc = tokenizer_config.value_or(json());
   json added_tokens = json::array();
@@ -194,15 +194,23 @@ void write_special_vocab(Writer& w, const fs::path& dir, const SpecialVocabOptio
     };
     if (tokenizer_json->contains("normalizer") && (*tokenizer_json)["normalizer"].is_object()) parse_normalizer((*tokenizer_json)["normalizer"]);
     added_tokens = tokenizer_json->value("added_tokens", json::array());
-    // The post-processor's BOS/EOS (ByteLevel: not added; TemplateProcessing: what the template adds).
-    const json tc = config_tc.is_object() ? config_tc : json::object();
+    // The post-processor: what it adds (ByteLevel: nothing; RobertaProcessing: bos, eos and sep;
+    // TemplateProcessing: read off its single and pair templates, as crudely as gguf-py does).
+    const bool has_tc = config_tc.is_object() && !config_tc.empty();
     auto token_of = [&](const char* key) -> std::string {
-      if (!tc.contains(key)) return "";
-      const json& v = tc[key];
-      return v.is_string() ? v.get<std::string>() : "";
+      if (!has_tc || !config_tc.contains(key) || !config_tc[key].is_string()) return "";
+      return config_tc[key].get<std::string>();
     };
-    std::string special_bos = token_of("bos_token"), special_eos = token_of("eos_token"), special_cls = token_of("cls_token");
-    if (special_bos.empty() && !special_cls.empty() && config_tc.is_object()) config_tc["bos_token"] = special_bos = special_cls;
+    std::string special_bos = token_of("bos_token"), special_cls = token_of("cls_token");
+    std::string special_eos = token_of("eos_token"), special_sep = token_of("sep_token");
+    if (special_bos.empty() && !special_cls.empty() && has_tc) config_tc["bos_token"] = special_bos = special_cls;
+    if (special_eos.empty() && !special_sep.empty() && has_tc) config_tc["eos_token"] = special_eos = special_sep;
+    auto special_id = [](const json& piece) -> std::string {
+      return piece.contains("SpecialToken") && piece["SpecialToken"].contains("id") ? piece["SpecialToken"]["id"].get<std::string>() : "";
+    };
+    auto sequence_id = [](const json& piece) -> std::string {
+      return piece.contains("Sequence") && piece["Sequence"].contains("id") ? piece["Sequence"]["id"].get<std::string>() : "";
+    };
     const json pp = tokenizer_json->value("post_processor", json());
     if (pp.is_object()) {
       const json processors = pp.contains("processors") ? pp["processors"] : json::array({pp});
@@ -211,18 +219,68 @@ void write_special_vocab(Writer& w, const fs::path& dir, const SpecialVocabOptio
         if (t == "ByteLevel") {
           set_add("bos", false, false);
           set_add("eos", false, false);
+        } else if (t == "RobertaProcessing") {
+          set_add("bos", true, true);
+          set_add("eos", true, true);
+          set_add("sep", true, true);
+          if (special_cls.empty() && has_tc) {
+            special_cls = p.contains("cls") ? p["cls"][0].get<std::string>() : special_bos;
+            config_tc["cls_token"] = special_cls;
+          }
+          if (special_sep.empty() && has_tc) {
+            special_sep = p.contains("sep") ? p["sep"][0].get<std::string>() : special_eos;
+            config_tc["sep_token"] = special_sep;
+          }
         } else if (t == "TemplateProcessing") {
-          const json single = p.value("single", json::array());
+          json single = p.value("single", json::array()), pair = p.value("pair", json::array());
+          std::string first, last;
           if (single.size() > 1) {
-            const std::string first = single.front().contains("SpecialToken") ? single.front()["SpecialToken"].value("id", "") : "";
+            first = special_id(single.front());
             if (!first.empty()) {
-              if (!config_tc.is_object()) special_bos = first;
+              if (!has_tc) {
+                special_bos = first;
+              } else if (first != special_bos && first != special_cls) {
+                if (special_bos.empty()) config_tc["bos_token"] = special_bos = first;
+                if (special_cls.empty()) config_tc["cls_token"] = special_cls = first;
+              }
               set_add("bos", first == special_bos || first == special_cls, true);
             }
-            const std::string last = single.back().contains("SpecialToken") ? single.back()["SpecialToken"].value("id", "") : "";
+            last = special_id(single.back());
             if (!last.empty()) {
-              if (!config_tc.is_object()) special_eos = last;
+              if (!has_tc) {
+                special_eos = last;
+              } else if (last != special_eos) {
+                // The old EOS becomes EOT (or EOM) and the template's last token the EOS.
+                const bool has_eot = std::find(types_list.begin(), types_list.end(), "eot") != types_list.end();
+                const bool has_eom = std::find(types_list.begin(), types_list.end(), "eom") != types_list.end();
+                if (!has_eot) {
+                  types_list.push_back("eot");
+                  config_tc["eot_token"] = special_eos;
+                } else if (!has_eom) {
+                  types_list.push_back("eom");
+                  config_tc["eom_token"] = special_eos;
+                }
+                config_tc["eos_token"] = special_eos = last;
+              }
               set_add("eos", last == special_eos, true);
+            }
+          }
+          if (!pair.empty()) {
+            const size_t start = !first.empty() && special_id(pair.front()) == first ? 1 : 0;
+            const size_t stop = !last.empty() && special_id(pair.back()) == last ? pair.size() - 1 : pair.size();
+            std::vector<json> middle(pair.begin() + static_cast<std::ptrdiff_t>(std::min(start, pair.size())),
+                                     pair.begin() + static_cast<std::ptrdiff_t>(std::max(stop, std::min(start, pair.size()))));
+            if (!middle.empty() && sequence_id(middle.front()) == "A" && sequence_id(middle.back()) == "B" && middle.size() > 2) {
+              middle = std::vector<json>(middle.begin() + 1, middle.end() - 1);  // A [sep] [eos] B
+              bool add_sep = false;
+              const std::string entry = special_id(middle[0]);
+              if (!entry.empty() && (entry == special_sep || entry == special_eos) && last.empty()) add_sep = true;
+              if (middle.size() == 2) {
+                const std::string second = special_id(middle[1]);
+                if (!second.empty() && (second == special_sep || second == special_eos)) add_sep = true;
+              }
+              set_add("sep", add_sep, true);
+              if (add_sep && special_sep.empty() && has_tc) config_tc["sep_token"] = special_eos;
             }
           }
         }
@@ -253,7 +311,7 @@ void write_special_vocab(Writer& w, const fs::path& dir, const SpecialVocabOptio
     }
   }
   std::optional<std::string> chat_template;
-  if (config_tc.is_object()) {
+  if (config_tc.is_object() && !config_tc.empty()) {
     std::optional<std::string> alt;
     if (fs::exists(dir / "chat_template.jinja")) {
       std::ifstream in(dir / "chat_template.jinja", std::ios::binary);

@@ -34,6 +34,24 @@ if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
   echo "$want" > .venv/.requirements.sha256
 fi
 
+# llama.cpp's converters (convert_hf_to_gguf.py, convert_lora_to_gguf.py, their conversion/ package
+# and gguf-py), the oracle of the GGUF export tests: the llama.cpp sources vendored in the pinned
+# llama-cpp-python sdist on PyPI, unpacked into .cache/llama.cpp-<version> (only the Python files).
+LLAMA_CPP_PYTHON=0.3.36
+converter=".cache/llama.cpp-$LLAMA_CPP_PYTHON"
+if [ ! -f "$converter/convert_hf_to_gguf.py" ]; then
+  echo "setup: fetching llama.cpp's GGUF converters (llama-cpp-python==$LLAMA_CPP_PYTHON sdist, 76 MB)"
+  tmp="$(mktemp -d)"
+  .venv/bin/pip download --disable-pip-version-check -q --no-deps --no-binary :all: \
+    "llama-cpp-python==$LLAMA_CPP_PYTHON" -d "$tmp"
+  root="llama_cpp_python-$LLAMA_CPP_PYTHON/vendor/llama.cpp"
+  tar -xzf "$tmp/llama_cpp_python-$LLAMA_CPP_PYTHON.tar.gz" -C "$tmp" \
+    "$root/convert_hf_to_gguf.py" "$root/convert_lora_to_gguf.py" "$root/conversion" "$root/gguf-py"
+  mkdir -p .cache
+  rm -rf "$converter.tmp" && mv "$tmp/$root" "$converter.tmp" && mv "$converter.tmp" "$converter"
+  rm -rf "$tmp"
+fi
+
 if [ ! -f build/build.ninja ]; then
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 fi
