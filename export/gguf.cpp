@@ -28,6 +28,7 @@
 #include "core/json_reader.h"
 #include "device/dtype.h"
 #include "export/gguf_file.h"
+#include "export/gguf_metadata.h"
 #include "export/gguf_vocab.h"
 
 namespace lorakit::exports {
@@ -479,58 +480,6 @@ TensorType tensor_type(const std::string& name, const std::vector<int64_t>& shap
   return shape.back() % 32 == 0 ? TensorType::Q8_0 : TensorType::F16;
 }
 
-// ---- General metadata ------------------------------------------------------------------------------
-
-// gguf-py's size_label: the parameter count in K/M/B/T with at least two significant digits.
-std::string size_label(int64_t parameters) {
-  const double n = static_cast<double>(parameters);
-  double scaled = n * 1e-3;
-  const char* suffix = "K";
-  if (n > 1e12) {
-    scaled = n * 1e-12;
-    suffix = "T";
-  } else if (n > 1e9) {
-    scaled = n * 1e-9;
-    suffix = "B";
-  } else if (n > 1e6) {
-    scaled = n * 1e-6;
-    suffix = "M";
-  }
-  std::string digits = fmt::format("{}", static_cast<int64_t>(std::nearbyint(scaled)));
-  digits.erase(0, digits.find_first_not_of('0'));
-  const int fix = std::max(2 - static_cast<int>(digits.size()), 0);
-  return fmt::format("{:.{}f}{}", scaled, fix, suffix);
-}
-
-void write_sampling(gguf::Writer& w, const fs::path& dir) {
-  const fs::path file = dir / "generation_config.json";
-  if (!fs::exists(file)) return;
-  const json g = JsonReader::parse_file(file.string());
-  auto f32 = [&](const char* key, std::initializer_list<const char*> names) {
-    if (const json* v = find_hparam(g, names)) w.add_f32(std::string("general.sampling.") + key, v->get<float>());
-  };
-  auto i32 = [&](const char* key, const char* name) {
-    if (g.contains(name) && !g[name].is_null()) w.add_i32(std::string("general.sampling.") + key, g[name].get<int32_t>());
-  };
-  if (g.contains("sequence") && g["sequence"].is_string()) w.add_string("general.sampling.sequence", g["sequence"].get<std::string>());
-  i32("top_k", "top_k");
-  f32("top_p", {"top_p"});
-  f32("min_p", {"min_p"});
-  f32("xtc_probability", {"xtc_probability"});
-  f32("xtc_threshold", {"xtc_threshold"});
-  f32("temp", {"temperature"});
-  i32("penalty_last_n", "penalty_last_n");
-  f32("penalty_repeat", {"penalty_repeat", "repetition_penalty"});
-  i32("mirostat", "mirostat");
-  f32("mirostat_tau", {"mirostat_tau"});
-  f32("mirostat_eta", {"mirostat_eta"});
-}
-
-std::optional<json> read_json_if(const fs::path& file) {
-  if (!fs::exists(file)) return std::nullopt;
-  return JsonReader::parse_file(file.string());
-}
-
 // ---- The weights, merged one tensor at a time ------------------------------------------------------
 
 struct AdapterPair {
@@ -608,172 +557,6 @@ fs::path checked_out(const fs::path& out, bool overwrite) {
   return out;
 }
 
-// gguf-py's Metadata heuristics (get_model_id_components, id_to_title) on a model id such as
-// "org/Name-7B-Instruct-v2" or a directory name: name, organization, basename, finetune, version
-// and size label, the parts the converter writes to general.*.
-struct ModelId {
-  std::optional<std::string> name, organization, basename, finetune, version, size_label;
-};
-
-bool is_lower(const std::string& w) {  // str.islower(): some cased character, none upper-case
-  bool cased = false;
-  for (unsigned char c : w) {
-    if (std::isupper(c)) return false;
-    if (std::islower(c)) cased = true;
-  }
-  return cased;
-}
-
-std::string title(const std::string& w) {  // str.title() for ASCII letters
-  std::string out;
-  bool previous_cased = false;
-  for (unsigned char c : w) {
-    const bool cased = std::isalpha(c) != 0;
-    out += static_cast<char>(cased ? (previous_cased ? std::tolower(c) : std::toupper(c)) : c);
-    previous_cased = cased;
-  }
-  return out;
-}
-
-std::string id_to_title(const std::string& id) {
-  std::string s = id;
-  std::replace(s.begin(), s.end(), '-', ' ');
-  std::istringstream words(s);
-  std::vector<std::string> out;
-  static const std::regex keep(R"(^(v\d+(?:\.\d+)*|\d.*)$)");
-  for (std::string w; words >> w;) out.push_back(is_lower(w) && !std::regex_match(w, keep) ? title(w) : w);
-  return fmt::format("{}", fmt::join(out, " "));
-}
-
-ModelId model_id_components(const std::string& model_id, int64_t total_params) {
-  ModelId id;
-  if (model_id.find(' ') != std::string::npos) {
-    id.name = model_id;
-    return id;
-  }
-  std::string org, full = model_id;
-  if (const auto slash = model_id.find('/'); slash != std::string::npos) {
-    org = model_id.substr(0, slash);
-    full = model_id.substr(slash + 1);
-  }
-  std::vector<std::string> parts;
-  for (size_t b = 0;;) {
-    const size_t e = full.find('-', b);
-    const std::string part = full.substr(b, e == std::string::npos ? std::string::npos : e - b);
-    if (!part.empty()) parts.push_back(part);
-    if (e == std::string::npos) break;
-    b = e + 1;
-  }
-  using std::regex_constants::icase;
-  static const std::regex version_re(R"((v|iter)?\d+([.]\d+)*)", icase), type_re(R"(i?q\d(_\w)*|b?fp?(16|32))", icase),
-      size_re(R"((([A]|\d+[x])?\d+([._]\d+)?[KMBT][\d]?|small|mini|medium|large|x?xl))", icase),
-      finetune_re(R"(chat|instruct|vision|lora)", icase);
-  std::vector<std::set<std::string>> types(parts.size());
-  for (size_t i = 0; i < parts.size(); ++i) {
-    std::string part = parts[i];
-    if (std::regex_match(part, version_re)) {
-      types[i].insert("version");
-    } else if (std::regex_match(part, type_re)) {
-      types[i].insert("type");
-      for (char& c : parts[i]) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    } else if (i > 0 && std::regex_match(part, size_re)) {
-      std::replace(part.begin(), part.end(), '_', '.');
-      if (std::isdigit(static_cast<unsigned char>(part.back()))) part = part.substr(0, part.size() - 2) + "." + part.back() + part[part.size() - 2];
-      if (part.size() > 1 && std::isdigit(static_cast<unsigned char>(part[part.size() - 2])) && std::string("kmbt").find(part.back()) != std::string::npos)
-        part.back() = static_cast<char>(std::toupper(static_cast<unsigned char>(part.back())));
-      if (total_params != 0) {
-        const std::string number = part.substr(0, part.size() - 1);
-        char* end = nullptr;
-        const double value = std::strtod(number.c_str(), &end);
-        if (!number.empty() && end == number.c_str() + number.size()) {
-          const auto power = static_cast<double>(std::string(" KMBT").find(part.back()));  // npos -> Python's -1
-          const double label = value * std::pow(1000.0, std::string(" KMBT").find(part.back()) == std::string::npos ? -1.0 : power);
-          const int64_t total = std::llabs(total_params);
-          if ((total_params < 0 && label < static_cast<double>(total / 8)) ||
-              (total_params > 0 && std::fabs(label - static_cast<double>(total_params)) > static_cast<double>(7 * total_params / 8))) {
-            types[i].insert("finetune");
-            part.back() = static_cast<char>(std::tolower(static_cast<unsigned char>(part.back())));
-          }
-        }
-      }
-      if (types[i].empty()) types[i].insert("size_label");
-      parts[i] = part;
-    } else if (i > 0 && std::regex_match(part, finetune_re)) {
-      std::string lower = part;
-      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      types[i].insert(total_params < 0 && lower == "lora" ? "type" : "finetune");
-    }
-  }
-  bool numbered_size = false;
-  for (size_t i = 0; i < parts.size(); ++i)
-    if (types[i].count("size_label"))
-      for (char c : parts[i]) numbered_size |= std::isdigit(static_cast<unsigned char>(c)) != 0;
-  if (numbered_size)
-    for (size_t i = 0; i < parts.size(); ++i)
-      if (types[i].count("size_label") && std::all_of(parts[i].begin(), parts[i].end(), [](unsigned char c) { return std::isalpha(c); }))
-        types[i].erase("size_label");
-  bool at_start = true;
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (at_start && ((types[i].empty() && std::isalpha(static_cast<unsigned char>(parts[i][0]))) || types[i].count("version"))) {
-      types[i].insert("basename");
-    } else {
-      at_start = false;
-      if (types[i].empty()) types[i].insert("finetune");
-    }
-  }
-  for (size_t i = parts.size(); i-- > 0;) {
-    if (types[i].count("basename") && types[i].size() > 1) types[i].erase("basename");
-    else break;
-  }
-  auto joined = [&](const char* type, const char* exclude = nullptr) -> std::optional<std::string> {
-    std::vector<std::string> chosen;
-    for (size_t i = 0; i < parts.size(); ++i)
-      if (types[i].count(type) && !(exclude && types[i].count(exclude)) &&
-          !(std::string(type) == "size_label" && std::find(chosen.begin(), chosen.end(), parts[i]) != chosen.end()))
-        chosen.push_back(parts[i]);
-    if (chosen.empty()) return std::nullopt;
-    return fmt::format("{}", fmt::join(chosen, "-"));
-  };
-  id.name = full;
-  if (!org.empty() && org[0] != '.') id.organization = org;
-  id.basename = joined("basename");
-  id.size_label = joined("size_label");
-  id.finetune = joined("finetune");
-  id.version = joined("version", "basename");
-  if (!id.size_label && !id.finetune && !id.version) id.basename.reset();
-  return id;
-}
-
-// Metadata.load + set_gguf_meta_model for a directory without a model card: config.json's
-// _name_or_path (when it is a hub id), then the directory's name; --name wins; the size label from
-// the parameter count when neither names one (not for adapters, whose count is negative).
-void write_general(gguf::Writer& w, const fs::path& dir, const GgufOptions& options, int64_t total_params) {
-  ModelId meta;
-  auto apply = [&](const std::string& model_id) {
-    const ModelId id = model_id_components(model_id, total_params);
-    if (!meta.name && id.name) meta.name = id_to_title(*id.name);
-    if (!meta.organization && id.organization) meta.organization = id_to_title(*id.organization);
-    if (!meta.basename) meta.basename = id.basename;
-    if (!meta.finetune) meta.finetune = id.finetune;
-    if (!meta.version) meta.version = id.version;
-    if (!meta.size_label) meta.size_label = id.size_label;
-  };
-  if (const auto config = read_json_if(dir / "config.json"); config && config->contains("_name_or_path") && (*config)["_name_or_path"].is_string()) {
-    const std::string id = (*config)["_name_or_path"].get<std::string>();
-    if (std::count(id.begin(), id.end(), '/') <= 1) apply(id);
-  }
-  apply(fs::absolute(dir).lexically_normal().filename().string());
-  if (!options.name.empty()) meta.name = options.name;
-  if (!meta.size_label && total_params > 0) meta.size_label = size_label(total_params);
-  write_sampling(w, dir);
-  w.add_string("general.name", *meta.name);
-  if (meta.version) w.add_string("general.version", *meta.version);
-  if (meta.organization) w.add_string("general.organization", *meta.organization);
-  if (meta.finetune) w.add_string("general.finetune", *meta.finetune);
-  if (meta.basename) w.add_string("general.basename", *meta.basename);
-  if (meta.size_label) w.add_string("general.size_label", *meta.size_label);
-}
-
 }  // namespace
 
 GgufReport export_gguf(const fs::path& model_dir, const fs::path& adapter_dir, const fs::path& out, const GgufOptions& options) {
@@ -822,7 +605,7 @@ GgufReport export_gguf(const fs::path& model_dir, const fs::path& adapter_dir, c
   // Metadata in the converter's order.
   w.add_string("general.architecture", arch.gguf_arch);
   w.add_string("general.type", "model");
-  write_general(w, model_dir, options, parameters);
+  gguf::write_general(w, model_dir, options.name, parameters);
   write_hyperparameters(w, arch, hp, options.type, config_path);
   w.add_u32("general.quantization_version", 2);
   GgufReport report;
@@ -896,7 +679,7 @@ GgufReport export_gguf_lora(const fs::path& model_dir, const fs::path& adapter_d
   w.add_string("adapter.type", "lora");
   int64_t parameters = 0;  // gguf-py's count for an adapter: the adapted weights' sizes, negated
   for (const auto& [module, pair] : adapter.modules) parameters += pair.b.size(0) * pair.a.size(1);
-  write_general(w, adapter_dir, options, -parameters);
+  gguf::write_general(w, adapter_dir, options.name, -parameters);
   w.add_f32("adapter.lora.alpha", static_cast<float>(adapter.alpha));
   w.add_u32("general.quantization_version", 2);
   w.write(out, [&](size_t i) { return plan[i].value; });
