@@ -595,7 +595,17 @@ GgufReport export_gguf(const fs::path& model_dir, const fs::path& adapter_dir, c
     if (t.name.ends_with(".attention.masked_bias") || t.name.ends_with(".attention.bias") || t.name.ends_with(".rotary_emb.inv_freq")) continue;
     const std::string name = gguf_tensor_name(arch, t.name);
     if (name.empty()) continue;
-    if (t.name.ends_with(".weight")) unused.erase(t.name.substr(0, t.name.size() - 7));
+    if (t.name.ends_with(".weight")) {
+      const std::string module = t.name.substr(0, t.name.size() - 7);
+      if (const auto it = adapter.modules.find(module); it != adapter.modules.end()) {
+        std::vector<int64_t> delta = {it->second.b.size(0), it->second.a.size(1)};  // (out, in)
+        if (adapter.fan_in_fan_out) std::swap(delta[0], delta[1]);
+        if (t.shape != delta)
+          fail("{}: {}'s LoRA pair makes a [{}] update but the model's weight is [{}]; hint: export with the base model "
+               "the adapter was trained on", adapter_dir.string(), module, fmt::join(delta, ", "), fmt::join(t.shape, ", "));
+        unused.erase(module);
+      }
+    }
     add({name, static_cast<int64_t>(i), {}}, transformed_shape(arch, t.name, t.shape));
   }
   if (!unused.empty())
