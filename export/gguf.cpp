@@ -1,5 +1,7 @@
 #include "export/gguf.h"
 
+#include <malloc.h>
+
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -640,6 +642,9 @@ GgufReport export_gguf(const fs::path& model_dir, const fs::path& adapter_dir, c
         return transform(arch, hp, t.name, value);
       },
       [&](size_t i, uint64_t) {
+        // The tensor's float32 copies are freed; glibc would keep them in its heap and the resident
+        // set would grow towards the whole model's. Give them back, so one tensor is in memory at a time.
+        ::malloc_trim(0);
         if (options.quiet || (i + 1) % 50 != 0) return;
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         fmt::print("  {}/{} tensors, {:.1f} s\n", i + 1, plan.size(), s);

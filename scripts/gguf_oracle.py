@@ -365,6 +365,10 @@ def make_adapter(model, targets, out: Path, model_type: str, seed: int, hub_id: 
     pm.save_pretrained(str(out))
     if model_type == "exaone":
         exaone3.adapter_to_exaone(out)
+    c = json.loads((out / "adapter_config.json").read_text())
+    if isinstance(c.get("target_modules"), list):  # PEFT writes a set: make the file deterministic
+        c["target_modules"] = sorted(c["target_modules"])
+        (out / "adapter_config.json").write_text(json.dumps(c, indent=2))
     return pm
 
 
