@@ -452,9 +452,11 @@ at::Tensor transform(const Arch& arch, const json& hp, const std::string& hf, at
       (hf.ends_with(".c_attn.weight") || hf.ends_with(".c_proj.weight") || hf.ends_with(".c_fc.weight")))
     value = value.transpose(1, 0).contiguous();
   if (arch.neox_qkv && hf.ends_with("attention.query_key_value.weight")) {
+    // Rows per head [q k v] -> [Q; K; V]; the columns are the input (or, for a LoRA B, the rank).
     const int64_t heads = hp.at("num_attention_heads").get<int64_t>(), embed = hp.at("hidden_size").get<int64_t>();
-    const at::Tensor qkv = value.reshape({heads, 3, embed / heads, embed});
-    value = at::cat({qkv.select(1, 0).reshape({-1, embed}), qkv.select(1, 1).reshape({-1, embed}), qkv.select(1, 2).reshape({-1, embed})}, 0);
+    const int64_t cols = value.size(1);
+    const at::Tensor qkv = value.reshape({heads, 3, embed / heads, cols});
+    value = at::cat({qkv.select(1, 0).reshape({-1, cols}), qkv.select(1, 1).reshape({-1, cols}), qkv.select(1, 2).reshape({-1, cols})}, 0);
   } else if (arch.neox_qkv && hf.ends_with("attention.query_key_value.bias")) {
     const int64_t heads = hp.at("num_attention_heads").get<int64_t>(), embed = hp.at("hidden_size").get<int64_t>();
     const at::Tensor qkv = value.reshape({heads, 3, embed / heads});
@@ -667,9 +669,10 @@ GgufReport export_gguf_lora(const fs::path& model_dir, const fs::path& adapter_d
   const Arch& arch = find_arch(config.value("model_type", std::string()), config_path);
   const json hp = hyperparameters(arch, config);
   const Adapter adapter = read_adapter(adapter_dir);
-  if (arch.transpose_conv1d || arch.neox_qkv)
-    fail("{}: a LoRA GGUF for {} is not written by lorakit (the converter reshapes its fused qkv / Conv1D pairs); "
-         "hint: `lorakit export gguf --adapter` writes the merged model instead", adapter_dir.string(), arch.model_type);
+  if (arch.transpose_conv1d)
+    fail("{}: a LoRA GGUF for gpt2 is not written: convert_lora_to_gguf.py transposes GPT-2's Conv1D pairs into "
+         "lora_a = B^T, lora_b = A^T, which llama.cpp rejects, so there is no file to match; hint: `lorakit export gguf "
+         "--adapter` writes the merged model instead", adapter_dir.string());
 
   struct Planned {
     std::string name;
@@ -681,8 +684,7 @@ GgufReport export_gguf_lora(const fs::path& model_dir, const fs::path& adapter_d
     const std::string weight = module + ".weight";
     const std::string name = gguf_tensor_name(arch, weight);
     if (name.empty()) fail("{}: module {} has no llama.cpp tensor", adapter_dir.string(), module);
-    at::Tensor b = pair.b;
-    if (const auto heads = permute_heads(arch, hp, weight)) b = permute_rows(b, *heads);
+    const at::Tensor b = transform(arch, hp, weight, pair.b);  // the weight's row transforms act on B's rows
     for (auto& [suffix, value] : {std::pair{".lora_a", pair.a}, std::pair{".lora_b", b}}) {
       const std::vector<int64_t> shape(value.sizes().begin(), value.sizes().end());
       w.add_tensor(name + suffix, shape, tensor_type(name + suffix, shape, options.type));
