@@ -21,7 +21,7 @@ void add_export(CLI::App& app) {
     sub->add_option("--type", args.options.type, "Tensor type of the weights: f32, f16, bf16 or q8_0 (1-D tensors and norms stay f32)")
         ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}))
         ->capture_default_str();
-    sub->add_option("--name", args.options.name, "general.name (default: the directory's name)");
+    sub->add_option("--name", args.options.name, "general.name (default: as llama.cpp's converter derives it from the model card or the directory's name)");
     sub->add_flag("--overwrite", args.options.overwrite, "Replace an existing output file");
   };
   auto gguf = std::make_shared<Args>();

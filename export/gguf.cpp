@@ -2,7 +2,9 @@
 
 #include <malloc.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -627,6 +629,9 @@ GgufReport export_gguf(const fs::path& model_dir, const fs::path& adapter_dir, c
 
   c10::NoGradGuard no_grad;
   const auto start = std::chrono::steady_clock::now();
+  auto last_print = start;
+  uint64_t written = 0;
+  const uint64_t total_bytes = w.data_bytes();
   w.write(
       out,
       [&](size_t i) -> at::Tensor {
@@ -643,13 +648,19 @@ GgufReport export_gguf(const fs::path& model_dir, const fs::path& adapter_dir, c
         if (dtype != at::kFloat) value = value.to(dtype).to(at::kFloat);  // as merge stores it, as the converter reads it
         return transform(arch, hp, t.name, value);
       },
-      [&](size_t i, uint64_t) {
+      [&](size_t i, uint64_t bytes) {
         // The tensor's float32 copies are freed; glibc would keep them in its heap and the resident
         // set would grow towards the whole model's. Give them back, so one tensor is in memory at a time.
         ::malloc_trim(0);
-        if (options.quiet || (i + 1) % 50 != 0) return;
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        fmt::print("  {}/{} tensors, {:.1f} s\n", i + 1, plan.size(), s);
+        written += bytes;
+        const auto now = std::chrono::steady_clock::now();
+        if (options.quiet || (now - last_print < std::chrono::seconds(2) && i + 1 < plan.size())) return;
+        last_print = now;
+        const double s = std::chrono::duration<double>(now - start).count();
+        const double eta = written > 0 ? s * static_cast<double>(total_bytes - written) / static_cast<double>(written) : 0;
+        fmt::print("  {}/{} tensors, {} of {}, {:.1f} s, ETA {:.0f} s\n", i + 1, plan.size(), human_bytes(static_cast<double>(written)),
+                   human_bytes(static_cast<double>(total_bytes)), s, eta);
+        std::fflush(stdout);
       });
   report.arch = arch.gguf_arch;
   report.tensors = static_cast<int64_t>(plan.size());

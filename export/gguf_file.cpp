@@ -176,6 +176,16 @@ void Writer::add_tensor(const std::string& name, const std::vector<int64_t>& sha
   tensors_.push_back({name, shape, type});
 }
 
+uint64_t Writer::data_bytes() const {
+  uint64_t total = 0;
+  for (const auto& t : tensors_) {
+    int64_t numel = 1;
+    for (int64_t d : t.shape) numel *= d;
+    total += tensor_bytes(t.type, numel);
+  }
+  return total;
+}
+
 void Writer::write(const fs::path& path, const std::function<at::Tensor(size_t)>& values,
                    const std::function<void(size_t, uint64_t)>& progress) const {
   std::string head;

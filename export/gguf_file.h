@@ -56,6 +56,7 @@ class Writer {
   void add_tensor(const std::string& name, const std::vector<int64_t>& shape, TensorType type);
   size_t tensor_count() const { return tensors_.size(); }
   const std::string& tensor_name(size_t i) const { return tensors_[i].name; }
+  uint64_t data_bytes() const;  // of all tensors' data, unpadded (what `progress` adds up to)
 
   // Writes the file; `values(i)` gives tensor i's values (float32, CPU, any layout, the declared
   // numel), converted here to the declared type. `progress(i)` runs after each tensor.
