@@ -19,4 +19,9 @@ void write_text_atomically(const std::filesystem::path& path, const std::string&
   if (ec) fail("{}: cannot rename into place: {}", path.string(), ec.message());
 }
 
+RemoveUnlessKept::~RemoveUnlessKept() {
+  std::error_code ignored;
+  if (!kept_) std::filesystem::remove_all(path_, ignored);
+}
+
 }  // namespace lorakit

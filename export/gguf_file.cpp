@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace lorakit::exports::gguf {
 namespace {
@@ -215,14 +216,7 @@ void Writer::write(const fs::path& path, const std::function<at::Tensor(size_t)>
   head.resize(pad_to_alignment(head.size()), '\0');
 
   const fs::path tmp = path.parent_path() / fmt::format(".{}.tmp-{}", path.filename().string(), ::getpid());
-  struct RemoveOnError {
-    fs::path path;
-    bool done = false;
-    ~RemoveOnError() {
-      std::error_code ignored;
-      if (!done) fs::remove(path, ignored);
-    }
-  } guard{tmp};
+  RemoveUnlessKept guard(tmp);  // on any error the temporary goes; the target only appears complete, by the rename
   std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
   if (!out.good()) fail("{}: cannot be written; hint: check the folder exists and is writable", path.string());
   out.write(head.data(), static_cast<std::streamsize>(head.size()));
@@ -249,7 +243,7 @@ void Writer::write(const fs::path& path, const std::function<at::Tensor(size_t)>
   out.close();
   if (!out.good()) fail("{}: writing failed (disk full?)", tmp.string());
   fs::rename(tmp, path);
-  guard.done = true;
+  guard.keep();
 }
 
 }  // namespace lorakit::exports::gguf

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "checkpoints/safetensors.h"
+#include "core/files.h"
 
 namespace lorakit::exports {
 
@@ -17,15 +18,7 @@ WrittenModel write_model_dir(const fs::path& out, const std::vector<std::pair<st
   const fs::path tmp = out.parent_path() / fmt::format(".{}.tmp-{}", out.filename().string(), ::getpid());
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  // On any error the temporary directory goes; `out` only ever appears complete, by the rename.
-  struct RemoveOnError {
-    fs::path path;
-    bool done = false;
-    ~RemoveOnError() {
-      std::error_code ignored;
-      if (!done) fs::remove_all(path, ignored);
-    }
-  } guard{tmp};
+  RemoveUnlessKept guard(tmp);  // on any error the temporary goes; the target only appears complete, by the rename
   WrittenModel written;
   std::vector<std::vector<std::pair<std::string, at::Tensor>>> shards(1);
   uint64_t shard_bytes = 0;
@@ -58,7 +51,7 @@ WrittenModel write_model_dir(const fs::path& out, const std::vector<std::pair<st
     if (fs::exists(source / file)) fs::copy_file(source / file, tmp / file);
   if (fs::exists(out)) fs::remove_all(out);
   fs::rename(tmp, out);
-  guard.done = true;
+  guard.keep();
   return written;
 }
 
