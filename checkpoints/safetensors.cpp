@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_reader.h"
 #include "core/format.h"
 
 namespace lorakit {
@@ -136,6 +137,8 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
       root = nlohmann::json::parse(header, header + header_size, on_event);
     } catch (const nlohmann::json::parse_error& e) {
       fail("{}: the JSON header is invalid at byte {} ({})", file, e.byte, kHint);
+    } catch (const nlohmann::json::exception& e) {  // a number past double's range, ...
+      fail("{}: the JSON header is invalid: {} ({})", file, json_error_message(e), kHint);
     }
     if (!root.is_object()) fail("{}: the JSON header is not an object", file);
     if (!duplicate.empty()) fail("{}: tensor '{}' appears twice in the header", file, duplicate);

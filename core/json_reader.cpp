@@ -50,6 +50,8 @@ nlohmann::json JsonReader::parse_file(const std::string& path) {
     auto colon = what.rfind(": ");
     fail("{}:{}:{}: invalid JSON: {}", path, line, column,
          colon == std::string::npos ? what : what.substr(colon + 2));
+  } catch (const nlohmann::json::exception& e) {  // e.g. out_of_range 406: a number past double's range
+    fail("{}: invalid JSON: {}", path, json_error_message(e));
   }
 }
 
@@ -134,6 +136,12 @@ std::vector<std::string> JsonReader::string_list(const std::string& key) const {
     out.push_back(item.get<std::string>());
   }
   return out;
+}
+
+std::string json_error_message(const nlohmann::json::exception& e) {
+  const std::string what = e.what();
+  const size_t end = what.starts_with("[json.exception.") ? what.find("] ") : std::string::npos;
+  return end == std::string::npos ? what : what.substr(end + 2);
 }
 
 }  // namespace lorakit

@@ -41,4 +41,7 @@ class JsonReader {
   std::string where_;
 };
 
+// nlohmann's message without its "[json.exception.<kind>.<id>] " prefix: "number overflow parsing '1e400'".
+std::string json_error_message(const nlohmann::json::exception& e);
+
 }  // namespace lorakit

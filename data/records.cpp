@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/json_reader.h"
 #include "tokenizers/unicode.h"
 
 namespace lorakit::data {
@@ -239,6 +240,8 @@ class JsonlReader : public RecordReader {
           const std::string what = e.what();
           problem = fmt::format("{}:{}:{}: invalid JSON: {}; hint: JSONL needs one complete JSON object per line",
                                 in_.path(), line, e.byte, what.substr(what.find("parse error")));
+        } catch (const json::exception& e) {  // a number past double's range, ...
+          problem = fmt::format("{}:{}: invalid JSON: {}", in_.path(), line, json_error_message(e));
         }
       }
       if (!problem.empty()) {

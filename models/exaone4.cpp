@@ -4,6 +4,8 @@
 // projections, and hybrid attention in the larger models (sliding-window layers with RoPE, global
 // layers without it). EXAONE-4.0-1.2B has no sliding window, so every layer is global with RoPE,
 // llama3 rope scaling and embeddings tied to lm_head.
+#include <tuple>
+
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/embedding.h>
@@ -160,7 +162,8 @@ class Exaone4ForCausalLM final : public CausalLM {
     const int64_t B = embeds.size(0), T = embeds.size(1), D = cfg_.head_dim;
     const int64_t past = cache ? cache->length : 0;
     const at::Tensor positions = token_positions(layout, T, past, embeds.options());   // (B or 1, T)
-    auto [cos, sin] = rotary_.cos_sin(positions, embeds.scalar_type());                  // (B or 1, T, D)
+    at::Tensor cos, sin;  // not a structured binding: the layer lambdas capture them (clang 14)
+    std::tie(cos, sin) = rotary_.cos_sin(positions, embeds.scalar_type());                  // (B or 1, T, D)
     const AttentionMask full_mask = build_attention_mask(layout, T, past, 0, embeds.options());
     const AttentionMask sliding_mask =
         cfg_.sliding_window > 0 ? build_attention_mask(layout, T, past, cfg_.sliding_window, embeds.options()) : full_mask;

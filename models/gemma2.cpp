@@ -5,6 +5,8 @@
 // mask, sliding-window attention on the even layers (0, 2, ...) unless layer_types says otherwise,
 // and the logits soft-capped too (final_logit_softcapping). The MLP reads `hidden_activation`.
 // The soft-capped attention cannot use SDPA (models/layers.h `attention`): it keeps the scores.
+#include <tuple>
+
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/embedding.h>
 #include <ATen/ops/linear.h>
@@ -168,7 +170,8 @@ class Gemma2ForCausalLM final : public CausalLM {
     const int64_t past = cache ? cache->length : 0;
     const double eps = cfg_.rms_norm_eps;
     const at::Tensor positions = token_positions(layout, T, past, embeds.options());  // (B or 1, T)
-    auto [cos, sin] = rotary_.cos_sin(positions, embeds.scalar_type());                 // (B or 1, T, D)
+    at::Tensor cos, sin;  // not a structured binding: the layer lambdas capture them (clang 14)
+    std::tie(cos, sin) = rotary_.cos_sin(positions, embeds.scalar_type());                 // (B or 1, T, D)
     const AttentionMask full_mask = build_attention_mask(layout, T, past, 0, embeds.options());
     const AttentionMask sliding_mask =
         cfg_.sliding_window > 0 ? build_attention_mask(layout, T, past, cfg_.sliding_window, embeds.options()) : full_mask;

@@ -5,6 +5,8 @@
 // GELU, a parallel residual (x + attn(ln1(x)) + mlp(ln2(x))) by default, and an untied `embed_out`.
 // Checkpoints from 2022-era transformers carry buffers (attention.bias, attention.masked_bias,
 // attention.rotary_emb.inv_freq) that are dropped on load.
+#include <tuple>
+
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/embedding.h>
@@ -138,7 +140,8 @@ class GPTNeoXForCausalLM final : public CausalLM {
     const int64_t B = embeds.size(0), T = embeds.size(1), D = cfg_.head_size;
     const int64_t past = cache ? cache->length : 0;
     const at::Tensor positions = token_positions(layout, T, past, embeds.options());  // (B or 1, T)
-    auto [cos, sin] = rotary_.cos_sin(positions, embeds.scalar_type());         // (B or 1, T, rotary_ndims)
+    at::Tensor cos, sin;  // not a structured binding: the layer lambdas capture them (clang 14)
+    std::tie(cos, sin) = rotary_.cos_sin(positions, embeds.scalar_type());         // (B or 1, T, rotary_ndims)
     const AttentionMask mask = build_attention_mask(layout, T, past, 0, embeds.options());
     const double scale = 1.0 / std::sqrt(static_cast<double>(D));  // full head size, not rotary_ndims
 

@@ -5,6 +5,8 @@
 // `attention_bias` (q/k/v/o), `mlp_bias`, `head_dim`, and every RoPE type HF computes.
 #include "models/llama.h"
 
+#include <tuple>
+
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/embedding.h>
 #include <ATen/ops/linear.h>
@@ -163,7 +165,8 @@ class LlamaForCausalLM final : public CausalLM {
       return gemma ? gemma_rms_norm(x, w, e) : rms_norm(x, w, e);
     };
     const at::Tensor positions = token_positions(layout, T, past, embeds.options());  // (B or 1, T)
-    auto [cos, sin] = rotary_.cos_sin(positions, embeds.scalar_type());                 // (B or 1, T, D)
+    at::Tensor cos, sin;  // not a structured binding: the layer lambdas capture them (clang 14)
+    std::tie(cos, sin) = rotary_.cos_sin(positions, embeds.scalar_type());                 // (B or 1, T, D)
     const AttentionMask full_mask = build_attention_mask(layout, T, past, 0, embeds.options());
     const AttentionMask sliding_mask =
         cfg_.sliding_window > 0 ? build_attention_mask(layout, T, past, cfg_.sliding_window, embeds.options()) : full_mask;

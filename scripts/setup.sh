@@ -9,6 +9,7 @@ APT_PACKAGES=(
   cmake ninja-build g++ pkg-config ccache python3 python3-venv
   libhdf5-dev libsentencepiece-dev libcli11-dev libfmt-dev nlohmann-json3-dev libyaml-cpp-dev libpcre2-dev
   libutf8proc-dev libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev libssl-dev
+  clang-14 libclang-rt-14-dev
 )
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

@@ -11,6 +11,7 @@
 #include "checkpoints/peft_adapter.h"
 #include "checkpoints/safetensors.h"
 #include "core/error.h"
+#include "core/json_reader.h"
 
 namespace lorakit::trainer {
 namespace {
@@ -105,8 +106,7 @@ TrainState load_checkpoint(const fs::path& checkpoint, lora::LoraModel& lora, Ad
     at::Generator cuda = at::globalContext().defaultGenerator(device);  // a handle on the device's generator
     cuda.set_state(moments.tensor("cuda_rng_state"));
   }
-  std::ifstream in(checkpoint / "state.json");
-  return state_from_json(json::parse(in));
+  return state_from_json(JsonReader::parse_file((checkpoint / "state.json").string()));
 }
 
 }  // namespace lorakit::trainer

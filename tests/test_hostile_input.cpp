@@ -1,0 +1,82 @@
+// The defects the fuzz harnesses (fuzz/, scripts/fuzz.sh) found, one test each, with the input that
+// crashed a harness cut to its essence: every one must now be a lorakit::Error naming the file.
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "checkpoints/safetensors.h"
+#include "core/error.h"
+#include "core/json_reader.h"
+#include "data/records.h"
+#include "tokenizers/tokenizer.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("lorakit_test_hostile_{}", ::getpid()) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+void write(const fs::path& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
+
+template <typename Body>
+std::string error_of(Body&& body) {
+  try {
+    body();
+  } catch (const lorakit::Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no lorakit::Error";
+  return "";
+}
+
+// fuzz_config, fuzz_tokenizer_json, fuzz_gpt2_vocab (crash-0ff3f6c4, crash-c788f2de, crash-1db930e8 and
+// two more): a JSON number past double's range ("1e3081") made nlohmann throw out_of_range 406,
+// which only parse_error was caught for, so the exception escaped as an uncaught std::exception.
+TEST(HostileInput, JsonNumberPastDoublesRangeIsAnErrorNamingTheFile) {
+  const fs::path dir = scratch("overflow");
+  write(dir / "config.json", R"({"model_type": "llama", "rope_theta": 1e3081})");
+  std::string message = error_of([&] { (void)lorakit::JsonReader::parse_file((dir / "config.json").string()); });
+  EXPECT_NE(message.find((dir / "config.json").string()), std::string::npos) << message;
+  EXPECT_NE(message.find("invalid JSON: number overflow parsing '1e3081'"), std::string::npos) << message;
+
+  // The same number in a tokenizer's vocab.json, through load_tokenizer.
+  const fs::path gpt2 = scratch("overflow-gpt2");
+  write(gpt2 / "vocab.json", R"({"a": 11e30894, "b": 1})");
+  write(gpt2 / "merges.txt", "#version: 0.2\na b\n");
+  message = error_of([&] { (void)lorakit::tokenizers::load_tokenizer(gpt2.string()); });
+  EXPECT_NE(message.find("vocab.json: invalid JSON: number overflow"), std::string::npos) << message;
+
+  // In a safetensors header (parsed from the mapped file, not through JsonReader).
+  const std::string header = R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4e400]}})";
+  std::string file(8, '\0');
+  for (int i = 0; i < 8; ++i) file[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  write(dir / "model.safetensors", file + header + std::string(4, '\0'));
+  message = error_of([&] { lorakit::SafetensorsFile st(dir / "model.safetensors"); });
+  EXPECT_NE(message.find("the JSON header is invalid: number overflow"), std::string::npos) << message;
+
+  // In a JSONL row: the error names the line, and skip_bad_rows skips it like any bad row.
+  write(dir / "rows.jsonl", "{\"text\": \"ok\"}\n{\"text\": 1e400}\n");
+  message = error_of([&] {
+    auto reader = lorakit::data::open_records((dir / "rows.jsonl").string());
+    lorakit::data::Record record;
+    while (reader->next(record)) {
+    }
+  });
+  EXPECT_NE(message.find("rows.jsonl:2: invalid JSON: number overflow"), std::string::npos) << message;
+  lorakit::data::ReaderOptions skip;
+  skip.skip_bad_rows = true;
+  auto reader = lorakit::data::open_records((dir / "rows.jsonl").string(), skip);
+  lorakit::data::Record record;
+  int rows = 0;
+  while (reader->next(record)) ++rows;
+  EXPECT_EQ(rows, 1);
+  EXPECT_EQ(reader->bad_rows(), 1);
+}
+
+}  // namespace
