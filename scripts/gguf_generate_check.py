@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 
 def main():
@@ -34,12 +34,17 @@ def main():
     model.eval()
     with torch.no_grad():
         expected_logits = model(torch.tensor([ids])).logits[0, -1].numpy()
-        out = model.generate(torch.tensor([ids]), max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False,
-                             num_beams=1, pad_token_id=0)
+        # A plain greedy config: generation_config.json's sampling settings (repetition_penalty, ...)
+        # are not llama.cpp's argmax.
+        greedy = GenerationConfig(max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False, num_beams=1,
+                                  pad_token_id=0, eos_token_id=None, repetition_penalty=1.0, temperature=None, top_p=None,
+                                  top_k=None)
+        out = model.generate(torch.tensor([ids]), generation_config=greedy)
     expected = out[0, len(ids):].tolist()
 
+    # float32 K/V cache (llama.cpp's default is f16), so that the comparison is of the same arithmetic.
     llm = llama_cpp.Llama(model_path=args.gguf, n_ctx=len(ids) + args.tokens + 8, n_threads=2, logits_all=True,
-                          verbose=False)
+                          verbose=False, type_k=0, type_v=0)
     llm.eval(ids)
     logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
     actual = []
