@@ -57,30 +57,32 @@ void save_peft_adapter(const fs::path& dir, const lora::LoraModel& lora, const s
 }
 
 lora::LoraConfig read_peft_adapter_config(const fs::path& dir) {
-  const fs::path path = dir / "adapter_config.json";
-  if (!fs::exists(path))
-    fail("{}: no adapter_config.json; hint: pass the directory PeftModel.save_pretrained or lorakit wrote", dir.string());
-  const nlohmann::json json = JsonReader::parse_file(path.string());
-  const JsonReader config(json, path.string());
-  const std::string type = config.string("peft_type", "LORA");
-  if (type != "LORA") fail("{}: peft_type '{}' is not supported (lorakit reads LoRA adapters)", path.string(), type);
-  if (config.boolean("use_dora", false)) fail("{}: DoRA adapters (use_dora: true) are not supported", path.string());
-  // fan_in_fan_out is not read: like PEFT (which corrects it with a warning), lorakit takes it from the
-  // module (GPT-2's Conv1D stores (in, out)); lora_A / lora_B have the same shapes either way.
-  lora::LoraConfig out;
-  out.r = config.integer("r", 8);
-  out.lora_alpha = config.number("lora_alpha", 8);
-  out.lora_dropout = config.number("lora_dropout", 0);
-  out.use_rslora = config.boolean("use_rslora", false);
-  const auto& targets = json.contains("target_modules") ? json["target_modules"] : nlohmann::json();
-  if (targets.is_string())
-    out.target_modules.regex = targets.get<std::string>();
-  else if (targets.is_array())
-    out.target_modules.names = targets.get<std::vector<std::string>>();
-  for (const char* key : {"rank_pattern", "alpha_pattern"})
-    if (json.contains(key) && json[key].is_object() && !json[key].empty())
-      fail("{}: {} is not supported yet (per-module ranks or alphas)", path.string(), key);
-  return out;
+  return with_json_errors((dir / "adapter_config.json").string(), [&]() -> lora::LoraConfig {
+    const fs::path path = dir / "adapter_config.json";
+    if (!fs::exists(path))
+      fail("{}: no adapter_config.json; hint: pass the directory PeftModel.save_pretrained or lorakit wrote", dir.string());
+    const nlohmann::json json = JsonReader::parse_file(path.string());
+    const JsonReader config(json, path.string());
+    const std::string type = config.string("peft_type", "LORA");
+    if (type != "LORA") fail("{}: peft_type '{}' is not supported (lorakit reads LoRA adapters)", path.string(), type);
+    if (config.boolean("use_dora", false)) fail("{}: DoRA adapters (use_dora: true) are not supported", path.string());
+    // fan_in_fan_out is not read: like PEFT (which corrects it with a warning), lorakit takes it from the
+    // module (GPT-2's Conv1D stores (in, out)); lora_A / lora_B have the same shapes either way.
+    lora::LoraConfig out;
+    out.r = config.integer("r", 8);
+    out.lora_alpha = config.number("lora_alpha", 8);
+    out.lora_dropout = config.number("lora_dropout", 0);
+    out.use_rslora = config.boolean("use_rslora", false);
+    const auto& targets = json.contains("target_modules") ? json["target_modules"] : nlohmann::json();
+    if (targets.is_string())
+      out.target_modules.regex = targets.get<std::string>();
+    else if (targets.is_array())
+      out.target_modules.names = targets.get<std::vector<std::string>>();
+    for (const char* key : {"rank_pattern", "alpha_pattern"})
+      if (json.contains(key) && json[key].is_object() && !json[key].empty())
+        fail("{}: {} is not supported yet (per-module ranks or alphas)", path.string(), key);
+    return out;
+  });
 }
 
 void load_peft_adapter_weights(const fs::path& dir, lora::LoraModel& lora) {
@@ -125,22 +127,24 @@ void load_peft_adapter_weights(const fs::path& dir, lora::LoraModel& lora) {
 namespace lorakit {
 
 lora::LoraModel apply_peft_adapter(CausalLM& model, const std::filesystem::path& dir) {
-  lora::LoraConfig config = read_peft_adapter_config(dir);
-  const nlohmann::json adapter_config = JsonReader::parse_file((dir / "adapter_config.json").string());
-  const std::string base = adapter_config.value("base_model_name_or_path", nlohmann::json()).is_string()
-                               ? adapter_config["base_model_name_or_path"].get<std::string>() : "";
-  const std::string model_type = model.summary().model_type;
-  if (!base.empty() && std::filesystem::exists(std::filesystem::path(base) / "config.json")) {
-    const nlohmann::json base_config = JsonReader::parse_file((std::filesystem::path(base) / "config.json").string());
-    const std::string base_type = base_config.value("model_type", "");
-    if (!base_type.empty() && base_type != model_type)
-      fail("{}: this adapter was trained on a {} model ({}), but the model here is {}; hint: pass the base model the "
-           "adapter was trained on", dir.string(), base_type, base, model_type);
-  }
-  lora::LoraModel lora = lora::inject_lora(model, config, 0);
-  load_peft_adapter_weights(dir, lora);
-  lora.set_training(false);
-  return lora;
+  return with_json_errors(dir.string(), [&]() -> lora::LoraModel {
+    lora::LoraConfig config = read_peft_adapter_config(dir);
+    const nlohmann::json adapter_config = JsonReader::parse_file((dir / "adapter_config.json").string());
+    const std::string base = adapter_config.value("base_model_name_or_path", nlohmann::json()).is_string()
+                                 ? adapter_config["base_model_name_or_path"].get<std::string>() : "";
+    const std::string model_type = model.summary().model_type;
+    if (!base.empty() && std::filesystem::exists(std::filesystem::path(base) / "config.json")) {
+      const nlohmann::json base_config = JsonReader::parse_file((std::filesystem::path(base) / "config.json").string());
+      const std::string base_type = base_config.value("model_type", "");
+      if (!base_type.empty() && base_type != model_type)
+        fail("{}: this adapter was trained on a {} model ({}), but the model here is {}; hint: pass the base model the "
+             "adapter was trained on", dir.string(), base_type, base, model_type);
+    }
+    lora::LoraModel lora = lora::inject_lora(model, config, 0);
+    load_peft_adapter_weights(dir, lora);
+    lora.set_training(false);
+    return lora;
+  });
 }
 
 }  // namespace lorakit

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
+
 namespace lorakit {
 
 class JsonReader {
@@ -43,5 +45,19 @@ class JsonReader {
 
 // nlohmann's message without its "[json.exception.<kind>.<id>] " prefix: "number overflow parsing '1e400'".
 std::string json_error_message(const nlohmann::json::exception& e);
+
+// Runs `body`, turning what nlohmann throws on JSON of an unexpected shape (a key missing, a value of
+// another type, a number out of range) into an Error naming `where`. The readers of files users
+// download wrap themselves in it, so that a hostile file's message names the file, never an
+// uncaught nlohmann exception.
+template <typename Body>
+auto with_json_errors(const std::string& where, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: unexpected JSON: {}; hint: the file does not have the structure Hugging Face's tools write", where,
+         json_error_message(e));
+  }
+}
 
 }  // namespace lorakit

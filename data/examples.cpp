@@ -1,6 +1,7 @@
 #include "data/examples.h"
 
 #include "core/error.h"
+#include "core/json_reader.h"
 
 namespace lorakit::data {
 namespace {
@@ -143,80 +144,82 @@ std::pair<std::string, std::string> ExampleBuilder::prompt_and_response(const Re
 
 std::optional<Example> ExampleBuilder::build(const Record& record, const std::string& path,
                                              std::string& skip_reason) const {
-  if (!selects(record, path, skip_reason)) return std::nullopt;
-  Example example;
-  example.line = record.line;
-  if (!config_.ids_column.empty()) {
-    const nlohmann::json& ids = column(record, path, config_.ids_column);
-    if (!ids.is_array())
-      fail("{}:{}: column '{}' must be a list of token ids, found {}", path, record.line, config_.ids_column, ids.type_name());
-    std::vector<int32_t> tokens;
-    for (const auto& id : ids) {
-      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
-        fail("{}:{}: column '{}': {} is not a token id (a non-negative integer)", path, record.line, config_.ids_column,
-             id.dump());
-      tokens.push_back(id.get<int32_t>());
+  return with_json_errors(fmt::format("{}:{}", path, record.line), [&]() -> std::optional<Example> {
+    if (!selects(record, path, skip_reason)) return std::nullopt;
+    Example example;
+    example.line = record.line;
+    if (!config_.ids_column.empty()) {
+      const nlohmann::json& ids = column(record, path, config_.ids_column);
+      if (!ids.is_array())
+        fail("{}:{}: column '{}' must be a list of token ids, found {}", path, record.line, config_.ids_column, ids.type_name());
+      std::vector<int32_t> tokens;
+      for (const auto& id : ids) {
+        if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
+          fail("{}:{}: column '{}': {} is not a token id (a non-negative integer)", path, record.line, config_.ids_column,
+               id.dump());
+        tokens.push_back(id.get<int32_t>());
+      }
+      append(example, tokens, true);
+    } else if (!config_.text_column.empty()) {
+      const std::string text = text_column(record, path, config_.text_column);
+      if (text.empty()) {
+        skip_reason = "empty text";
+        return std::nullopt;
+      }
+      std::vector<int32_t> ids = tokenizer_.encode(text, true);
+      if (config_.add_eos) ids.push_back(*eos_);
+      append(example, ids, true);
+    } else if (prompt_) {
+      const std::string response = text_column(record, path, config_.response_column);
+      if (response.empty()) {
+        skip_reason = "empty response";
+        return std::nullopt;
+      }
+      const std::string prompt = prompt_and_response(record, path).first;
+      append(example, tokenizer_.encode(prompt, true), config_.train_on_prompt);
+      std::vector<int32_t> ids = tokenizer_.encode(response, false);
+      if (config_.add_eos) ids.push_back(*eos_);
+      append(example, ids, true);
+    } else {
+      const nlohmann::json& messages = column(record, path, config_.messages_column);
+      if (!messages.is_array())
+        fail("{}:{}: column '{}' must be a list of {{\"role\", \"content\"}} messages, found {}", path, record.line,
+             config_.messages_column, messages.type_name());
+      std::vector<tokenizers::ChatSegment> segments;
+      try {
+        segments = tokenizers::render_chat(chat_format_, nlohmann::ordered_json::parse(messages.dump()), chat_options_);
+      } catch (const Error& e) {
+        fail("{}:{}: {}", path, record.line, e.what());
+      }
+      for (const auto& segment : segments)
+        append(example, tokenizer_.encode(segment.text, false), segment.assistant || config_.train_on_prompt);
+      if (example.response_tokens == 0) {
+        skip_reason = "no assistant turn";
+        return std::nullopt;
+      }
     }
-    append(example, tokens, true);
-  } else if (!config_.text_column.empty()) {
-    const std::string text = text_column(record, path, config_.text_column);
-    if (text.empty()) {
-      skip_reason = "empty text";
+    const auto limit = static_cast<size_t>(config_.max_seq_len);
+    if (limit > 0 && example.input_ids.size() > limit) {
+      example.truncated = true;
+      const auto cut = [&](std::vector<int32_t>& v) {
+        if (config_.truncation_side == "right")
+          v.resize(limit);
+        else
+          v.erase(v.begin(), v.end() - static_cast<ptrdiff_t>(limit));
+      };
+      cut(example.input_ids);
+      cut(example.labels);
+    }
+    // A next-token loss needs a trained label after the first position.
+    const bool trained = example.labels.size() >= 2 &&
+                         std::any_of(example.labels.begin() + 1, example.labels.end(),
+                                     [](int32_t label) { return label != kIgnoreIndex; });
+    if (!trained) {
+      skip_reason = example.truncated ? "truncation removed every response token" : "fewer than 2 tokens";
       return std::nullopt;
     }
-    std::vector<int32_t> ids = tokenizer_.encode(text, true);
-    if (config_.add_eos) ids.push_back(*eos_);
-    append(example, ids, true);
-  } else if (prompt_) {
-    const std::string response = text_column(record, path, config_.response_column);
-    if (response.empty()) {
-      skip_reason = "empty response";
-      return std::nullopt;
-    }
-    const std::string prompt = prompt_and_response(record, path).first;
-    append(example, tokenizer_.encode(prompt, true), config_.train_on_prompt);
-    std::vector<int32_t> ids = tokenizer_.encode(response, false);
-    if (config_.add_eos) ids.push_back(*eos_);
-    append(example, ids, true);
-  } else {
-    const nlohmann::json& messages = column(record, path, config_.messages_column);
-    if (!messages.is_array())
-      fail("{}:{}: column '{}' must be a list of {{\"role\", \"content\"}} messages, found {}", path, record.line,
-           config_.messages_column, messages.type_name());
-    std::vector<tokenizers::ChatSegment> segments;
-    try {
-      segments = tokenizers::render_chat(chat_format_, nlohmann::ordered_json::parse(messages.dump()), chat_options_);
-    } catch (const Error& e) {
-      fail("{}:{}: {}", path, record.line, e.what());
-    }
-    for (const auto& segment : segments)
-      append(example, tokenizer_.encode(segment.text, false), segment.assistant || config_.train_on_prompt);
-    if (example.response_tokens == 0) {
-      skip_reason = "no assistant turn";
-      return std::nullopt;
-    }
-  }
-  const auto limit = static_cast<size_t>(config_.max_seq_len);
-  if (limit > 0 && example.input_ids.size() > limit) {
-    example.truncated = true;
-    const auto cut = [&](std::vector<int32_t>& v) {
-      if (config_.truncation_side == "right")
-        v.resize(limit);
-      else
-        v.erase(v.begin(), v.end() - static_cast<ptrdiff_t>(limit));
-    };
-    cut(example.input_ids);
-    cut(example.labels);
-  }
-  // A next-token loss needs a trained label after the first position.
-  const bool trained = example.labels.size() >= 2 &&
-                       std::any_of(example.labels.begin() + 1, example.labels.end(),
-                                   [](int32_t label) { return label != kIgnoreIndex; });
-  if (!trained) {
-    skip_reason = example.truncated ? "truncation removed every response token" : "fewer than 2 tokens";
-    return std::nullopt;
-  }
-  return example;
+    return example;
+  });
 }
 
 }  // namespace lorakit::data

@@ -566,160 +566,164 @@ fs::path checked_out(const fs::path& out, bool overwrite) {
 }  // namespace
 
 GgufReport export_gguf(const fs::path& model_dir, const fs::path& adapter_dir, const fs::path& out, const GgufOptions& options) {
-  checked_out(out, options.overwrite);
-  const fs::path config_path = model_dir / "config.json";
-  const json config = JsonReader::parse_file(config_path.string());
-  const Arch& arch = find_arch(config.value("model_type", std::string()), config_path);
-  const json hp = hyperparameters(arch, config);
-  const at::ScalarType dtype = merged_dtype(config);
-  BaseWeights base = open_base(model_dir);
-  Adapter adapter;
-  if (!adapter_dir.empty()) adapter = read_adapter(adapter_dir);
-  adapter.fan_in_fan_out |= arch.transpose_conv1d;  // GPT-2's Conv1D stores (in, out); PEFT's delta is (out, in)
-  std::set<std::string> unused;
-  for (const auto& [module, _] : adapter.modules) unused.insert(module);
+  return with_json_errors(model_dir.string(), [&]() -> GgufReport {
+    checked_out(out, options.overwrite);
+    const fs::path config_path = model_dir / "config.json";
+    const json config = JsonReader::parse_file(config_path.string());
+    const Arch& arch = find_arch(config.value("model_type", std::string()), config_path);
+    const json hp = hyperparameters(arch, config);
+    const at::ScalarType dtype = merged_dtype(config);
+    BaseWeights base = open_base(model_dir);
+    Adapter adapter;
+    if (!adapter_dir.empty()) adapter = read_adapter(adapter_dir);
+    adapter.fan_in_fan_out |= arch.transpose_conv1d;  // GPT-2's Conv1D stores (in, out); PEFT's delta is (out, in)
+    std::set<std::string> unused;
+    for (const auto& [module, _] : adapter.modules) unused.insert(module);
 
-  // The tensor list: generated ones first, then the checkpoint's under llama.cpp's names.
-  struct Planned {
-    std::string name;
-    int64_t base = -1;  // index into base.tensors; -1: generated
-    at::Tensor generated;
-  };
-  std::vector<Planned> plan;
-  gguf::Writer w;
-  int64_t parameters = 0;
-  auto add = [&](Planned p, const std::vector<int64_t>& shape) {
-    int64_t numel = 1;
-    for (int64_t d : shape) numel *= d;
-    parameters += numel;
-    w.add_tensor(p.name, shape, tensor_type(p.name, shape, options.type));
-    plan.push_back(std::move(p));
-  };
-  if (auto freqs = llama3_rope_freqs(arch, hp)) add({"rope_freqs.weight", -1, *freqs}, {freqs->size(0)});
-  for (size_t i = 0; i < base.tensors.size(); ++i) {
-    const BaseTensor& t = base.tensors[i];
-    if (t.name.ends_with(".attention.masked_bias") || t.name.ends_with(".attention.bias") || t.name.ends_with(".rotary_emb.inv_freq")) continue;
-    const std::string name = gguf_tensor_name(arch, t.name);
-    if (name.empty()) continue;
-    if (t.name.ends_with(".weight")) {
-      const std::string module = t.name.substr(0, t.name.size() - 7);
-      if (const auto it = adapter.modules.find(module); it != adapter.modules.end()) {
-        std::vector<int64_t> delta = {it->second.b.size(0), it->second.a.size(1)};  // (out, in)
-        if (adapter.fan_in_fan_out) std::swap(delta[0], delta[1]);
-        if (t.shape != delta)
-          fail("{}: {}'s LoRA pair makes a [{}] update but the model's weight is [{}]; hint: export with the base model "
-               "the adapter was trained on", adapter_dir.string(), module, fmt::join(delta, ", "), fmt::join(t.shape, ", "));
-        unused.erase(module);
-      }
-    }
-    add({name, static_cast<int64_t>(i), {}}, transformed_shape(arch, t.name, t.shape));
-  }
-  if (!unused.empty())
-    fail("{}: the adapter has modules the model does not: {}; hint: export with the base model it was trained on",
-         adapter_dir.string(), fmt::join(unused, ", "));
-
-  // Metadata in the converter's order.
-  w.add_string("general.architecture", arch.gguf_arch);
-  w.add_string("general.type", "model");
-  gguf::write_general(w, model_dir, options.name, parameters);
-  write_hyperparameters(w, arch, hp, options.type, config_path);
-  w.add_u32("general.quantization_version", 2);
-  GgufReport report;
-  report.tokenizer_pre = gguf::write_vocabulary(w, arch.vocab, model_dir, hp.value("vocab_size", int64_t{0}), options.tokenizer_pre);
-
-  c10::NoGradGuard no_grad;
-  const auto start = std::chrono::steady_clock::now();
-  auto last_print = start;
-  uint64_t written = 0;
-  const uint64_t total_bytes = w.data_bytes();
-  w.write(
-      out,
-      [&](size_t i) -> at::Tensor {
-        const Planned& p = plan[i];
-        if (p.base < 0) return p.generated;
-        const BaseTensor& t = base.tensors[static_cast<size_t>(p.base)];
-        at::Tensor value = base.files[t.file]->read(t.name, at::kFloat, at::kCPU);
-        const std::string module = t.name.ends_with(".weight") ? t.name.substr(0, t.name.size() - 7) : "";
+    // The tensor list: generated ones first, then the checkpoint's under llama.cpp's names.
+    struct Planned {
+      std::string name;
+      int64_t base = -1;  // index into base.tensors; -1: generated
+      at::Tensor generated;
+    };
+    std::vector<Planned> plan;
+    gguf::Writer w;
+    int64_t parameters = 0;
+    auto add = [&](Planned p, const std::vector<int64_t>& shape) {
+      int64_t numel = 1;
+      for (int64_t d : shape) numel *= d;
+      parameters += numel;
+      w.add_tensor(p.name, shape, tensor_type(p.name, shape, options.type));
+      plan.push_back(std::move(p));
+    };
+    if (auto freqs = llama3_rope_freqs(arch, hp)) add({"rope_freqs.weight", -1, *freqs}, {freqs->size(0)});
+    for (size_t i = 0; i < base.tensors.size(); ++i) {
+      const BaseTensor& t = base.tensors[i];
+      if (t.name.ends_with(".attention.masked_bias") || t.name.ends_with(".attention.bias") || t.name.ends_with(".rotary_emb.inv_freq")) continue;
+      const std::string name = gguf_tensor_name(arch, t.name);
+      if (name.empty()) continue;
+      if (t.name.ends_with(".weight")) {
+        const std::string module = t.name.substr(0, t.name.size() - 7);
         if (const auto it = adapter.modules.find(module); it != adapter.modules.end()) {
-          const at::Tensor delta = at::matmul(it->second.b, it->second.a) * adapter.scaling;  // (out, in)
-          value = value + (adapter.fan_in_fan_out ? delta.t() : delta);
-          report.merged += 1;
+          std::vector<int64_t> delta = {it->second.b.size(0), it->second.a.size(1)};  // (out, in)
+          if (adapter.fan_in_fan_out) std::swap(delta[0], delta[1]);
+          if (t.shape != delta)
+            fail("{}: {}'s LoRA pair makes a [{}] update but the model's weight is [{}]; hint: export with the base model "
+                 "the adapter was trained on", adapter_dir.string(), module, fmt::join(delta, ", "), fmt::join(t.shape, ", "));
+          unused.erase(module);
         }
-        if (dtype != at::kFloat) value = value.to(dtype).to(at::kFloat);  // as merge stores it, as the converter reads it
-        return transform(arch, hp, t.name, value);
-      },
-      [&](size_t i, uint64_t bytes) {
-        // The tensor's float32 copies are freed; glibc would keep them in its heap and the resident
-        // set would grow towards the whole model's. Give them back, so one tensor is in memory at a time.
-        ::malloc_trim(0);
-        written += bytes;
-        const auto now = std::chrono::steady_clock::now();
-        if (options.quiet || (now - last_print < std::chrono::seconds(2) && i + 1 < plan.size())) return;
-        last_print = now;
-        const double s = std::chrono::duration<double>(now - start).count();
-        const double eta = written > 0 ? s * static_cast<double>(total_bytes - written) / static_cast<double>(written) : 0;
-        fmt::print("  {}/{} tensors, {} of {}, {:.1f} s, ETA {:.0f} s\n", i + 1, plan.size(), human_bytes(static_cast<double>(written)),
-                   human_bytes(static_cast<double>(total_bytes)), s, eta);
-        std::fflush(stdout);
-      });
-  report.arch = arch.gguf_arch;
-  report.tensors = static_cast<int64_t>(plan.size());
-  report.parameters = parameters;
-  report.bytes = fs::file_size(out);
-  if (!options.quiet)
-    fmt::print("wrote {} ({}, {} tensors, {} parameters, {}, tokenizer.ggml.pre {}){}\n", out.string(), arch.gguf_arch,
-               report.tensors, report.parameters, human_bytes(static_cast<double>(report.bytes)), report.tokenizer_pre,
-               adapter_dir.empty() ? "" : fmt::format("; {} weights merged with {}", report.merged, adapter_dir.string()));
-  return report;
+      }
+      add({name, static_cast<int64_t>(i), {}}, transformed_shape(arch, t.name, t.shape));
+    }
+    if (!unused.empty())
+      fail("{}: the adapter has modules the model does not: {}; hint: export with the base model it was trained on",
+           adapter_dir.string(), fmt::join(unused, ", "));
+
+    // Metadata in the converter's order.
+    w.add_string("general.architecture", arch.gguf_arch);
+    w.add_string("general.type", "model");
+    gguf::write_general(w, model_dir, options.name, parameters);
+    write_hyperparameters(w, arch, hp, options.type, config_path);
+    w.add_u32("general.quantization_version", 2);
+    GgufReport report;
+    report.tokenizer_pre = gguf::write_vocabulary(w, arch.vocab, model_dir, hp.value("vocab_size", int64_t{0}), options.tokenizer_pre);
+
+    c10::NoGradGuard no_grad;
+    const auto start = std::chrono::steady_clock::now();
+    auto last_print = start;
+    uint64_t written = 0;
+    const uint64_t total_bytes = w.data_bytes();
+    w.write(
+        out,
+        [&](size_t i) -> at::Tensor {
+          const Planned& p = plan[i];
+          if (p.base < 0) return p.generated;
+          const BaseTensor& t = base.tensors[static_cast<size_t>(p.base)];
+          at::Tensor value = base.files[t.file]->read(t.name, at::kFloat, at::kCPU);
+          const std::string module = t.name.ends_with(".weight") ? t.name.substr(0, t.name.size() - 7) : "";
+          if (const auto it = adapter.modules.find(module); it != adapter.modules.end()) {
+            const at::Tensor delta = at::matmul(it->second.b, it->second.a) * adapter.scaling;  // (out, in)
+            value = value + (adapter.fan_in_fan_out ? delta.t() : delta);
+            report.merged += 1;
+          }
+          if (dtype != at::kFloat) value = value.to(dtype).to(at::kFloat);  // as merge stores it, as the converter reads it
+          return transform(arch, hp, t.name, value);
+        },
+        [&](size_t i, uint64_t bytes) {
+          // The tensor's float32 copies are freed; glibc would keep them in its heap and the resident
+          // set would grow towards the whole model's. Give them back, so one tensor is in memory at a time.
+          ::malloc_trim(0);
+          written += bytes;
+          const auto now = std::chrono::steady_clock::now();
+          if (options.quiet || (now - last_print < std::chrono::seconds(2) && i + 1 < plan.size())) return;
+          last_print = now;
+          const double s = std::chrono::duration<double>(now - start).count();
+          const double eta = written > 0 ? s * static_cast<double>(total_bytes - written) / static_cast<double>(written) : 0;
+          fmt::print("  {}/{} tensors, {} of {}, {:.1f} s, ETA {:.0f} s\n", i + 1, plan.size(), human_bytes(static_cast<double>(written)),
+                     human_bytes(static_cast<double>(total_bytes)), s, eta);
+          std::fflush(stdout);
+        });
+    report.arch = arch.gguf_arch;
+    report.tensors = static_cast<int64_t>(plan.size());
+    report.parameters = parameters;
+    report.bytes = fs::file_size(out);
+    if (!options.quiet)
+      fmt::print("wrote {} ({}, {} tensors, {} parameters, {}, tokenizer.ggml.pre {}){}\n", out.string(), arch.gguf_arch,
+                 report.tensors, report.parameters, human_bytes(static_cast<double>(report.bytes)), report.tokenizer_pre,
+                 adapter_dir.empty() ? "" : fmt::format("; {} weights merged with {}", report.merged, adapter_dir.string()));
+    return report;
+  });
 }
 
 GgufReport export_gguf_lora(const fs::path& model_dir, const fs::path& adapter_dir, const fs::path& out, const GgufOptions& options) {
-  checked_out(out, options.overwrite);
-  const fs::path config_path = model_dir / "config.json";
-  const json config = JsonReader::parse_file(config_path.string());
-  const Arch& arch = find_arch(config.value("model_type", std::string()), config_path);
-  const json hp = hyperparameters(arch, config);
-  const Adapter adapter = read_adapter(adapter_dir);
-  if (arch.transpose_conv1d)
-    fail("{}: a LoRA GGUF for gpt2 is not written: convert_lora_to_gguf.py transposes GPT-2's Conv1D pairs into "
-         "lora_a = B^T, lora_b = A^T, which llama.cpp rejects, so there is no file to match; hint: `lorakit export gguf "
-         "--adapter` writes the merged model instead", adapter_dir.string());
+  return with_json_errors(model_dir.string(), [&]() -> GgufReport {
+    checked_out(out, options.overwrite);
+    const fs::path config_path = model_dir / "config.json";
+    const json config = JsonReader::parse_file(config_path.string());
+    const Arch& arch = find_arch(config.value("model_type", std::string()), config_path);
+    const json hp = hyperparameters(arch, config);
+    const Adapter adapter = read_adapter(adapter_dir);
+    if (arch.transpose_conv1d)
+      fail("{}: a LoRA GGUF for gpt2 is not written: convert_lora_to_gguf.py transposes GPT-2's Conv1D pairs into "
+           "lora_a = B^T, lora_b = A^T, which llama.cpp rejects, so there is no file to match; hint: `lorakit export gguf "
+           "--adapter` writes the merged model instead", adapter_dir.string());
 
-  struct Planned {
-    std::string name;
-    at::Tensor value;
-  };
-  std::vector<Planned> plan;
-  gguf::Writer w;
-  for (const auto& [module, pair] : adapter.modules) {
-    const std::string weight = module + ".weight";
-    const std::string name = gguf_tensor_name(arch, weight);
-    if (name.empty()) fail("{}: module {} has no llama.cpp tensor", adapter_dir.string(), module);
-    const at::Tensor b = transform(arch, hp, weight, pair.b);  // the weight's row transforms act on B's rows
-    for (auto& [suffix, value] : {std::pair{".lora_a", pair.a}, std::pair{".lora_b", b}}) {
-      const std::vector<int64_t> shape(value.sizes().begin(), value.sizes().end());
-      w.add_tensor(name + suffix, shape, tensor_type(name + suffix, shape, options.type));
-      plan.push_back({name + suffix, value});
+    struct Planned {
+      std::string name;
+      at::Tensor value;
+    };
+    std::vector<Planned> plan;
+    gguf::Writer w;
+    for (const auto& [module, pair] : adapter.modules) {
+      const std::string weight = module + ".weight";
+      const std::string name = gguf_tensor_name(arch, weight);
+      if (name.empty()) fail("{}: module {} has no llama.cpp tensor", adapter_dir.string(), module);
+      const at::Tensor b = transform(arch, hp, weight, pair.b);  // the weight's row transforms act on B's rows
+      for (auto& [suffix, value] : {std::pair{".lora_a", pair.a}, std::pair{".lora_b", b}}) {
+        const std::vector<int64_t> shape(value.sizes().begin(), value.sizes().end());
+        w.add_tensor(name + suffix, shape, tensor_type(name + suffix, shape, options.type));
+        plan.push_back({name + suffix, value});
+      }
     }
-  }
-  w.add_string("general.architecture", arch.gguf_arch);
-  w.add_string("general.type", "adapter");
-  w.add_string("adapter.type", "lora");
-  int64_t parameters = 0;  // gguf-py's count for an adapter: the adapted weights' sizes, negated
-  for (const auto& [module, pair] : adapter.modules) parameters += pair.b.size(0) * pair.a.size(1);
-  gguf::write_general(w, adapter_dir, options.name, -parameters);
-  w.add_f32("adapter.lora.alpha", static_cast<float>(adapter.alpha));
-  w.add_u32("general.quantization_version", 2);
-  w.write(out, [&](size_t i) { return plan[i].value; });
+    w.add_string("general.architecture", arch.gguf_arch);
+    w.add_string("general.type", "adapter");
+    w.add_string("adapter.type", "lora");
+    int64_t parameters = 0;  // gguf-py's count for an adapter: the adapted weights' sizes, negated
+    for (const auto& [module, pair] : adapter.modules) parameters += pair.b.size(0) * pair.a.size(1);
+    gguf::write_general(w, adapter_dir, options.name, -parameters);
+    w.add_f32("adapter.lora.alpha", static_cast<float>(adapter.alpha));
+    w.add_u32("general.quantization_version", 2);
+    w.write(out, [&](size_t i) { return plan[i].value; });
 
-  GgufReport report;
-  report.arch = arch.gguf_arch;
-  report.tensors = static_cast<int64_t>(plan.size());
-  report.bytes = fs::file_size(out);
-  if (!options.quiet)
-    fmt::print("wrote {} ({} LoRA adapter, {} modules, lora_alpha {}, {})\n", out.string(), arch.gguf_arch,
-               adapter.modules.size(), adapter.alpha, human_bytes(static_cast<double>(report.bytes)));
-  return report;
+    GgufReport report;
+    report.arch = arch.gguf_arch;
+    report.tensors = static_cast<int64_t>(plan.size());
+    report.bytes = fs::file_size(out);
+    if (!options.quiet)
+      fmt::print("wrote {} ({} LoRA adapter, {} modules, lora_alpha {}, {})\n", out.string(), arch.gguf_arch,
+                 adapter.modules.size(), adapter.alpha, human_bytes(static_cast<double>(report.bytes)));
+    return report;
+  });
 }
 
 }  // namespace lorakit::exports

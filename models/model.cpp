@@ -52,7 +52,7 @@ std::vector<std::string> known_model_types() {
 std::unique_ptr<CausalLM> create_model(const JsonReader& config) {
   std::string model_type = config.string("model_type");
   for (const auto& arch : architectures())
-    if (arch.model_type == model_type) return arch.create(config);
+    if (arch.model_type == model_type) return with_json_errors(config.where(), [&] { return arch.create(config); });
   fail("{}: unsupported model_type '{}'{} (lorakit knows: {})", config.where(), model_type,
        did_you_mean(model_type, known_model_types()), fmt::join(known_model_types(), ", "));
 }

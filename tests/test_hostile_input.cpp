@@ -79,4 +79,20 @@ TEST(HostileInput, JsonNumberPastDoublesRangeIsAnErrorNamingTheFile) {
   EXPECT_EQ(reader->bad_rows(), 1);
 }
 
+// fuzz_tokenizer_json (crash-ce633e3f, round 2: the polyglot-ko seed with "content" mangled): an added token without "content" made
+// nlohmann's .at() throw out_of_range from deep in the tokenizer loader. Every reader of a
+// downloaded file now turns nlohmann's exceptions into an Error naming the file (with_json_errors).
+TEST(HostileInput, JsonOfAnUnexpectedShapeIsAnErrorNamingTheFile) {
+  const fs::path dir = scratch("shape");
+  write(dir / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": 5}]})");
+  std::string message = error_of([&] { (void)lorakit::tokenizers::load_tokenizer(dir.string()); });
+  EXPECT_NE(message.find((dir / "tokenizer.json").string() + ": unexpected JSON: key 'content' not found"), std::string::npos)
+      << message;
+
+  // A value of another type where a string is expected.
+  write(dir / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": "zero"}, "merges": []}})");
+  message = error_of([&] { (void)lorakit::tokenizers::load_tokenizer(dir.string()); });
+  EXPECT_NE(message.find("unexpected JSON: type must be number"), std::string::npos) << message;
+}
+
 }  // namespace

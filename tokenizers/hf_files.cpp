@@ -359,9 +359,12 @@ Tokenizer load_tokenizer_or_ids_only(const std::string& model_dir) {
 Tokenizer load_tokenizer(const std::string& model_dir) {
   const fs::path dir(model_dir);
   if (!fs::is_directory(dir)) fail("{}: not a directory; hint: pass a Hugging Face model directory", model_dir);
-  if (fs::exists(dir / "tokenizer.json")) return from_tokenizer_json(dir);
-  if (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt")) return from_gpt2_files(dir);
-  if (fs::exists(dir / "tokenizer.model")) return from_sentencepiece(dir);
+  if (fs::exists(dir / "tokenizer.json"))
+    return with_json_errors((dir / "tokenizer.json").string(), [&] { return from_tokenizer_json(dir); });
+  if (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt"))
+    return with_json_errors((dir / "vocab.json").string(), [&] { return from_gpt2_files(dir); });
+  if (fs::exists(dir / "tokenizer.model"))
+    return with_json_errors((dir / "tokenizer_config.json").string(), [&] { return from_sentencepiece(dir); });
   std::string files;
   for (const auto& entry : fs::directory_iterator(dir)) files += (files.empty() ? "" : ", ") + entry.path().filename().string();
   fail("{}: no tokenizer files (expected tokenizer.json, vocab.json + merges.txt, or tokenizer.model); "
