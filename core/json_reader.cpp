@@ -138,6 +138,13 @@ std::vector<std::string> JsonReader::string_list(const std::string& key) const {
   return out;
 }
 
+int32_t json_id(const nlohmann::json& value, const std::string& where) {
+  if (!value.is_number_integer() || (value.is_number_unsigned() ? value.get<uint64_t>() > 0x7fffffffu
+                                                                 : (value.get<int64_t>() < 0 || value.get<int64_t>() > 0x7fffffff)))
+    fail("{}: expected a token id (an integer from 0 to 2147483647), found {}", where, value.dump());
+  return static_cast<int32_t>(value.get<int64_t>());
+}
+
 std::string json_error_message(const nlohmann::json::exception& e) {
   const std::string what = e.what();
   const size_t end = what.starts_with("[json.exception.") ? what.find("] ") : std::string::npos;

@@ -46,6 +46,10 @@ class JsonReader {
 // nlohmann's message without its "[json.exception.<kind>.<id>] " prefix: "number overflow parsing '1e400'".
 std::string json_error_message(const nlohmann::json::exception& e);
 
+// A token id from untrusted JSON: an integer in [0, 2^31), else an Error naming `where` (nlohmann's
+// get<int32_t>() of 1e65 is undefined behaviour, of 2^40 a silent wrap).
+int32_t json_id(const nlohmann::json& value, const std::string& where);
+
 // Runs `body`, turning what nlohmann throws on JSON of an unexpected shape (a key missing, a value of
 // another type, a number out of range) into an Error naming `where`. The readers of files users
 // download wrap themselves in it, so that a hostile file's message names the file, never an

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/json_reader.h"
 #include "data/records.h"
+#include "trainer/recipe.h"
 #include "tokenizers/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -90,9 +91,37 @@ TEST(HostileInput, JsonOfAnUnexpectedShapeIsAnErrorNamingTheFile) {
       << message;
 
   // A value of another type where a string is expected.
-  write(dir / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": "zero"}, "merges": []}})");
+  write(dir / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": 1, "content": 5}]})");
   message = error_of([&] { (void)lorakit::tokenizers::load_tokenizer(dir.string()); });
-  EXPECT_NE(message.find("unexpected JSON: type must be number"), std::string::npos) << message;
+  EXPECT_NE(message.find("unexpected JSON: type must be string, but is number"), std::string::npos) << message;
+}
+
+// fuzz_tokenizer_json (crash-907ea937, round 3): a vocabulary id of 1.8e65 reached nlohmann's
+// get<int32_t>(), a float-to-int conversion out of range (UndefinedBehaviorSanitizer). Token ids are
+// now read by json_id: an integer in [0, 2^31) or an Error.
+TEST(HostileInput, TokenIdsOutOfRangeAreAnErrorNotUndefinedBehaviour) {
+  const fs::path dir = scratch("ids");
+  for (const char* id : {"1.7777e65", "4294967296", "-3", "2.5"}) {
+    write(dir / "tokenizer.json", fmt::format(R"({{"model": {{"type": "BPE", "vocab": {{"a": 0, "b": {}}}, "merges": []}}}})", id));
+    const std::string message = error_of([&] { (void)lorakit::tokenizers::load_tokenizer(dir.string()); });
+    EXPECT_NE(message.find("expected a token id (an integer from 0 to 2147483647)"), std::string::npos) << id << ": " << message;
+  }
+  const fs::path gpt2 = scratch("ids-gpt2");
+  write(gpt2 / "vocab.json", R"({"a": 0, "b": 1e65})");
+  write(gpt2 / "merges.txt", "#version: 0.2\n");
+  const std::string message = error_of([&] { (void)lorakit::tokenizers::load_tokenizer(gpt2.string()); });
+  EXPECT_NE(message.find("vocab.json: token \"b\": expected a token id"), std::string::npos) << message;
+}
+
+// fuzz_recipe (9 inputs, round 3, e.g. crash-09419b67): a section that is a scalar ("lora: 3") made
+// yaml-cpp's operator[] throw; only its parse errors were caught.
+TEST(HostileInput, RecipeOfAnUnexpectedShapeIsAnErrorNamingTheFile) {
+  const fs::path dir = scratch("recipe");
+  for (const char* yaml : {"model: {path: m}\nlora: 3\n", "model:\n  path: [1, 2]\n", "- a\n- b\n", "data: {max_seq_len: {x: 1}}\n"}) {
+    write(dir / "recipe.yaml", yaml);
+    const std::string message = error_of([&] { (void)lorakit::trainer::load_recipe((dir / "recipe.yaml").string()); });
+    EXPECT_NE(message.find((dir / "recipe.yaml").string()), std::string::npos) << yaml << ": " << message;
+  }
 }
 
 }  // namespace

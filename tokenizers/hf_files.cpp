@@ -184,7 +184,8 @@ Tokenizer from_tokenizer_json(const fs::path& dir) {
   }
   parts.model = make_bpe_model(spec["model"], where + ": model");
   if (spec.contains("added_tokens"))
-    for (const json& t : spec["added_tokens"]) parts.added_tokens.push_back(added_token_from_json(t, t.at("id").get<int32_t>()));
+    for (const json& t : spec["added_tokens"])
+      parts.added_tokens.push_back(added_token_from_json(t, json_id(t.at("id"), where + ": added_tokens")));
   add_config_tokens(config, parts.added_tokens);
   parts.normalizer = make_normalizer(spec.value("normalizer", json()), where + ": normalizer");
   parts.pre_tokenizer = make_pre_tokenizer(spec.value("pre_tokenizer", json()), where + ": pre_tokenizer");
@@ -209,8 +210,7 @@ Tokenizer from_gpt2_files(const fs::path& dir) {
   StringMap<int32_t> vocab;
   vocab.reserve(vocab_json.size());
   for (const auto& [token, id] : vocab_json.items()) {
-    if (!id.is_number_integer()) fail("{}: token \"{}\": expected an integer id, found {}", vocab_path, token, id.dump());
-    vocab.emplace(token, id.get<int32_t>());
+    vocab.emplace(token, json_id(id, fmt::format("{}: token \"{}\"", vocab_path, token)));
   }
   std::ifstream in(merges_path, std::ios::binary);
   if (!in) fail("{}: cannot open", merges_path);
@@ -300,7 +300,7 @@ std::unique_ptr<Model> make_bpe_model(const json& spec, const std::string& where
   StringMap<int32_t> vocab;
   const json& v = spec.at("vocab");
   vocab.reserve(v.size());
-  for (const auto& [token, id] : v.items()) vocab.emplace(token, id.get<int32_t>());
+  for (const auto& [token, id] : v.items()) vocab.emplace(token, json_id(id, fmt::format("{}: vocab \"{}\"", where, token)));
   BpeOptions options;
   if (spec.contains("unk_token") && spec["unk_token"].is_string()) options.unk_token = spec["unk_token"].get<std::string>();
   options.continuing_subword_prefix = optional_string(spec, "continuing_subword_prefix");

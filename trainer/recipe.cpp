@@ -163,7 +163,8 @@ quant::QuantizeConfig quantize_config(const ModelSection& model) {
   return q;
 }
 
-Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides) {
+// The recipe, with yaml-cpp's conversion exceptions still raw (load_recipe turns them into Errors).
+static Recipe load_recipe_unchecked(const std::string& path, const std::vector<std::string>& overrides) {
   if (!fs::exists(path)) fail("{}: no such recipe file", path);
   YAML::Node root;
   try {
@@ -218,6 +219,15 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
   if (recipe.model.path.empty()) fail("{}: model.path is missing (a Hugging Face model directory)", path);
   if (recipe.data.path.empty()) fail("{}: data.path is missing (a CSV, TSV or JSONL file)", path);
   return recipe;
+}
+
+Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides) {
+  try {
+    return load_recipe_unchecked(path, overrides);
+  } catch (const YAML::Exception& e) {  // a section that is a scalar, a value of the wrong kind, ...
+    fail("{}:{}:{}: unexpected YAML: {}; hint: a recipe is a map of sections (model, lora, data, train, output)",
+         path, e.mark.line + 1, e.mark.column + 1, e.msg);
+  }
 }
 
 std::string recipe_yaml(Recipe recipe) {
