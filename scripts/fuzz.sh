@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh HARNESS SECONDS [libFuzzer flags ...]: fuzz one parser (or HARNESS=all: each for
-# SECONDS) under AddressSanitizer + UndefinedBehaviorSanitizer, with the limits the issue sets:
-# -rss_limit_mb=2048 -timeout=10.
+# SECONDS, as many at a time as there are cores) under AddressSanitizer + UndefinedBehaviorSanitizer,
+# with the limits the issue sets: -rss_limit_mb=2048 -timeout=10. scripts/test.sh runs `all 30`.
 #   build-fuzz/                  the instrumented build (clang-14, -DLORAKIT_FUZZ=ON), made on first use
 #   build-fuzz/seeds/HARNESS     seeds written by scripts/fuzz_seeds.py (from libraries and ../shared)
 #   build-fuzz/corpus/HARNESS    the corpus libFuzzer grows (kept between runs)
@@ -43,18 +43,33 @@ export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:allocator_may_return_null=0
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export LSAN_OPTIONS="suppressions=$PWD/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 export LORAKIT_FUZZ_TOKENIZER="$PWD/build-fuzz/seeds/tokenizer"
-status=0
-for h in "${harnesses[@]}"; do
+# One harness: its run into build-fuzz/HARNESS.log, then one summary line (or the defect's report).
+fuzz_one() {
+  local h=$1; shift
   mkdir -p "build-fuzz/corpus/$h" "build-fuzz/crashes/$h"
-  echo "fuzz.sh: $h for ${seconds} s"
-  if ! build-fuzz/fuzz/$h "build-fuzz/corpus/$h" "build-fuzz/seeds/$h" -dict="fuzz/dicts/${dict[$h]:-json}.dict" \
+  if build-fuzz/fuzz/$h "build-fuzz/corpus/$h" "build-fuzz/seeds/$h" -dict="fuzz/dicts/${dict[$h]:-json}.dict" \
       -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len="${max_len[$h]}" -print_final_stats=1 \
       -artifact_prefix="build-fuzz/crashes/$h/" "$@" > "build-fuzz/$h.log" 2>&1; then
-    status=1
-    echo "fuzz.sh: $h FOUND A DEFECT; the input is in build-fuzz/crashes/$h/; the report:" >&2
-    grep -E "ERROR|SUMMARY|terminate|what\(\)|runtime error|#[0-9]+ 0x" "build-fuzz/$h.log" | head -30 >&2 || tail -30 "build-fuzz/$h.log" >&2
+    echo "fuzz.sh: $h: $(grep -oE '^stat::number_of_executed_units: [0-9]+' "build-fuzz/$h.log" | grep -oE '[0-9]+$') executions," \
+         "$(grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]+' "build-fuzz/$h.log" | tail -1)," \
+         "peak $(grep -oE '^stat::peak_rss_mb: [0-9]+' "build-fuzz/$h.log" | grep -oE '[0-9]+$') MB, no defect"
+  else
+    {
+      echo "fuzz.sh: $h FOUND A DEFECT; the input is in build-fuzz/crashes/$h/; the report (build-fuzz/$h.log):"
+      grep -E "ERROR|SUMMARY|terminate|what\(\)|runtime error|#[0-9]+ 0x" "build-fuzz/$h.log" | head -30 || tail -30 "build-fuzz/$h.log"
+    } >&2
+    return 1
   fi
-  grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb|^#[0-9]+.*DONE" "build-fuzz/$h.log" | tr '\n' ' ' || true
-  grep -oE "cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]+" "build-fuzz/$h.log" | tail -1 || true
+}
+
+# Harnesses run side by side, one per core (FUZZ_JOBS overrides), each for SECONDS.
+jobs=${FUZZ_JOBS:-$(nproc)}
+echo "fuzz.sh: ${harnesses[*]}: ${seconds} s each, $jobs at a time"
+status=0 running=0
+for h in "${harnesses[@]}"; do
+  if ((running >= jobs)); then wait -n || status=1; running=$((running - 1)); fi
+  fuzz_one "$h" "$@" &
+  running=$((running + 1))
 done
+while ((running > 0)); do wait -n || status=1; running=$((running - 1)); done
 exit $status

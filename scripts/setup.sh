@@ -30,8 +30,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 want="$(sha256sum scripts/requirements.txt | cut -d' ' -f1)"
 if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
+  # torch with its CUDA libraries takes about 5.5 GB installed; --no-cache-dir keeps pip from also
+  # keeping the 3.5 GB of wheels it downloaded.
+  free_mb=$(df -Pm .venv | awk 'NR==2 {print $4}')
+  if [ "$free_mb" -lt 6000 ]; then
+    echo "setup: only ${free_mb} MB free on the disk of $(pwd)/.venv; the pinned packages need about" \
+         "6000 MB while they install (torch and its CUDA libraries). Free some space and run scripts/setup.sh again." >&2
+    exit 1
+  fi
   echo "setup: installing pinned Python packages (torch is a large download the first time)"
-  .venv/bin/pip install --disable-pip-version-check -q -r scripts/requirements.txt
+  .venv/bin/pip install --disable-pip-version-check --no-cache-dir -q -r scripts/requirements.txt
   echo "$want" > .venv/.requirements.sha256
 fi
 

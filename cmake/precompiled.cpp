@@ -1,0 +1,1 @@
+// The translation unit that builds cmake/precompiled.h's precompiled header (target lorakit_pch).
