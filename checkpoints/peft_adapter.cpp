@@ -126,6 +126,22 @@ void load_peft_adapter_weights(const fs::path& dir, lora::LoraModel& lora) {
 
 namespace lorakit {
 
+namespace {
+
+// The rank adapter_config.json claims must be the weights' own: inject_lora allocates r x in_features
+// for every module before a weight is read, so a hostile r of 10^12 is caught here.
+void check_adapter_rank(const fs::path& dir, int64_t r) {
+  const fs::path path = dir / "adapter_model.safetensors";
+  if (!fs::exists(path)) return;  // load_peft_adapter_weights says what is missing
+  const SafetensorsFile file(path);
+  for (const auto& entry : file.entries())
+    if (entry.name.find(".lora_A.") != std::string::npos && (entry.shape.size() != 2 || entry.shape[0] != r))
+      fail("{}: r is {} in adapter_config.json, but {} in adapter_model.safetensors has shape {}; hint: the two files "
+           "come from different adapters", dir.string(), r, entry.name, shape_text(entry.shape));
+}
+
+}  // namespace
+
 lora::LoraModel apply_peft_adapter(CausalLM& model, const std::filesystem::path& dir) {
   return with_json_errors(dir.string(), [&]() -> lora::LoraModel {
     lora::LoraConfig config = read_peft_adapter_config(dir);
@@ -140,6 +156,7 @@ lora::LoraModel apply_peft_adapter(CausalLM& model, const std::filesystem::path&
         fail("{}: this adapter was trained on a {} model ({}), but the model here is {}; hint: pass the base model the "
              "adapter was trained on", dir.string(), base_type, base, model_type);
     }
+    check_adapter_rank(dir, config.r);
     lora::LoraModel lora = lora::inject_lora(model, config, 0);
     load_peft_adapter_weights(dir, lora);
     lora.set_training(false);

@@ -132,6 +132,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
         duplicate = parsed.get<std::string>();
       return true;
     };
+    check_json_depth(std::string_view(header, header_size), file + ": the JSON header");
     nlohmann::json root;
     try {
       root = nlohmann::json::parse(header, header + header_size, on_event);
@@ -182,7 +183,9 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
       if (e.end > data_size)
         fail("{}: tensor '{}': data_offsets [{}, {}] run past the data section, which holds {} bytes ({})", file, name,
              e.begin, e.end, data_size, kHint);
-      uint64_t bit_count = numel * static_cast<uint64_t>(bits);
+      uint64_t bit_count = 0;
+      if (__builtin_mul_overflow(numel, static_cast<uint64_t>(bits), &bit_count))
+        fail("{}: tensor '{}': shape {} of {} is too large", file, name, shape_string(e.shape), e.dtype);
       if (bit_count % 8 != 0)
         fail("{}: tensor '{}': shape {} of {} is not a whole number of bytes", file, name, shape_string(e.shape), e.dtype);
       if (e.end - e.begin != bit_count / 8)

@@ -1,5 +1,6 @@
 #include "core/json_reader.h"
 
+#include <charconv>
 #include <fstream>
 #include <sstream>
 
@@ -16,7 +17,7 @@ std::string describe(const nlohmann::json& value) {
 }
 
 // Line and column of a byte offset, for parse errors.
-std::pair<size_t, size_t> line_column(const std::string& text, size_t offset) {
+std::pair<size_t, size_t> line_column(std::string_view text, size_t offset) {
   size_t line = 1, column = 1;
   for (size_t i = 0; i < offset && i < text.size(); ++i) {
     if (text[i] == '\n') {
@@ -42,6 +43,7 @@ nlohmann::json JsonReader::parse_file(const std::string& path) {
   std::stringstream buffer;
   buffer << in.rdbuf();
   std::string text = buffer.str();
+  check_json_depth(text, path);
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
@@ -85,9 +87,12 @@ JsonReader JsonReader::child(const std::string& key) const {
 int64_t JsonReader::integer(const std::string& key) const {
   const auto& value = at(key);
   if (value.is_number_integer()) return value.get<int64_t>();
-  // HF writes some integers as floats (e.g. 8192.0 in rope_scaling); accept exact ones.
-  if (value.is_number_float() && value.get<double>() == static_cast<double>(static_cast<int64_t>(value.get<double>())))
-    return static_cast<int64_t>(value.get<double>());
+  // HF writes some integers as floats (e.g. 8192.0 in rope_scaling); accept exact ones (within int64's
+  // range: casting 1e300 would be undefined behaviour).
+  if (value.is_number_float()) {
+    const double d = value.get<double>();
+    if (d > -9.2e18 && d < 9.2e18 && d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+  }
   fail_key(key, "an integer");
 }
 
@@ -143,6 +148,36 @@ int32_t json_id(const nlohmann::json& value, const std::string& where) {
                                                                  : (value.get<int64_t>() < 0 || value.get<int64_t>() > 0x7fffffff)))
     fail("{}: expected a token id (an integer from 0 to 2147483647), found {}", where, value.dump());
   return static_cast<int32_t>(value.get<int64_t>());
+}
+
+void check_json_depth(std::string_view text, const std::string& where) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) {
+        const auto [line, column] = line_column(text, i);
+        fail("{}:{}:{}: JSON nested more than {} levels deep; hint: this is not a file Hugging Face's tools write",
+             where, line, column, kMaxJsonDepth);
+      }
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+}
+
+int32_t parse_id(const std::string& text, const std::string& where) {
+  int32_t id = -1;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (error != std::errc() || end != text.data() + text.size() || id < 0)
+    fail("{}: expected a token id (an integer from 0 to 2147483647), found \"{}\"", where, text.substr(0, 40));
+  return id;
 }
 
 std::string json_error_message(const nlohmann::json::exception& e) {

@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -43,12 +44,22 @@ class JsonReader {
   std::string where_;
 };
 
+// JSON nested deeper than this is an Error (check_json_depth): Hugging Face's files nest under 10
+// levels, and lorakit's walkers and nlohmann's copy and dump recurse once per level.
+constexpr int kMaxJsonDepth = 64;
+// Fails naming `where`, the line and the column when `text` nests arrays and objects deeper than
+// kMaxJsonDepth; a linear scan, run before nlohmann parses downloaded JSON.
+void check_json_depth(std::string_view text, const std::string& where);
+
 // nlohmann's message without its "[json.exception.<kind>.<id>] " prefix: "number overflow parsing '1e400'".
 std::string json_error_message(const nlohmann::json::exception& e);
 
 // A token id from untrusted JSON: an integer in [0, 2^31), else an Error naming `where` (nlohmann's
 // get<int32_t>() of 1e65 is undefined behaviour, of 2^40 a silent wrap).
 int32_t json_id(const nlohmann::json& value, const std::string& where);
+// The same for an id written as an object key ("added_tokens_decoder": {"32000": ...}); std::stoi
+// would throw invalid_argument or out_of_range past the readers' error handling.
+int32_t parse_id(const std::string& text, const std::string& where);
 
 // Runs `body`, turning what nlohmann throws on JSON of an unexpected shape (a key missing, a value of
 // another type, a number out of range) into an Error naming `where`. The readers of files users

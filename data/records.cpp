@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <map>
 
 #include "core/error.h"
 #include "core/json_reader.h"
@@ -97,10 +98,11 @@ class CsvReader : public RecordReader {
     if (!read_row(header, line))
       fail("{}: the file is empty; expected a header row naming the columns", path);
     if (!row_error_.empty()) throw Error(row_error_);
+    std::map<std::string, size_t> seen;
     for (size_t i = 0; i < header.size(); ++i) {
       if (header[i].empty()) header[i] = fmt::format("column_{}", i + 1);  // e.g. pandas' index column
-      for (size_t j = 0; j < i; ++j)
-        if (header[j] == header[i]) fail("{}:1: column name '{}' appears twice (columns {} and {})", path, header[i], j + 1, i + 1);
+      if (const auto [it, added] = seen.emplace(header[i], i); !added)
+        fail("{}:1: column name '{}' appears twice (columns {} and {})", path, header[i], it->second + 1, i + 1);
     }
     columns_ = std::move(header);
   }
@@ -172,7 +174,7 @@ class CsvReader : public RecordReader {
           if (c == '"') {
             if (peek() == '"') {
               get();
-              field.push_back('"');
+              append(field, '"', line);
               continue;
             }
             break;
@@ -192,6 +194,9 @@ class CsvReader : public RecordReader {
       }
       if (row_error_.empty()) row_error_ = utf8_problem(in_.path(), field, line, quoted ? column + 1 : column);
       fields.push_back(std::move(field));
+      if (fields.size() > options_.max_fields)
+        fail("{}:{}: a row of more than {} fields; hint: is the delimiter right?", in_.path(), row_line,
+             options_.max_fields);
       c = get();
       if (c == delimiter) continue;
       if (c == '\r' && peek() == '\n') get();
@@ -230,6 +235,13 @@ class JsonlReader : public RecordReader {
       if (line == 1 && text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);
       if (text.find_first_not_of(" \t") == std::string::npos) continue;  // blank line
       if (problem.empty()) problem = utf8_problem(in_.path(), text, line, 1);
+      if (problem.empty()) {
+        try {
+          check_json_depth(text, fmt::format("{}:{}", in_.path(), line));
+        } catch (const Error& e) {
+          problem = e.what();
+        }
+      }
       if (problem.empty()) {
         try {
           record.fields = json::parse(text);

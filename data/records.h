@@ -22,6 +22,7 @@ struct Record {
 struct ReaderOptions {
   char delimiter = 0;                        // CSV only; 0 = by extension (.csv ',', .tsv tab)
   size_t max_field_bytes = 16u << 20;        // a longer field is an error (likely a broken quote)
+  size_t max_fields = 65536;                 // CSV: a row of more fields is an error
   bool skip_bad_rows = false;  // count and skip rows with a wrong field count, bad UTF-8, NUL bytes, bad JSON
 };
 

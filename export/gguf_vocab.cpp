@@ -90,7 +90,7 @@ std::string write_gpt2_tokens(Writer& w, const fs::path& dir, int64_t config_voc
     for (const auto& [token, id] : vocab->items()) by_id[id.get<int64_t>()] = token;
     if (tokenizer_config && tokenizer_config->contains("added_tokens_decoder"))
       for (const auto& [id, t] : (*tokenizer_config)["added_tokens_decoder"].items())
-        added[std::stoll(id)] = {t.at("content").get<std::string>(), t.value("special", false), t.value("normalized", false)};
+        added[parse_id(id, "tokenizer_config.json: added_tokens_decoder")] = {t.at("content").get<std::string>(), t.value("special", false), t.value("normalized", false)};
   }
   for (const auto& [id, t] : added) by_id[id] = t.content;
   const int64_t vocab_size = config_vocab_size > 0 ? config_vocab_size : static_cast<int64_t>(by_id.size());
@@ -381,7 +381,7 @@ void write_sentencepiece_tokens(Writer& w, const fs::path& dir, int64_t config_v
     }
   if (const auto config = read_json_if(dir / "tokenizer_config.json"); config && config->contains("added_tokens_decoder"))
     for (const auto& [id_text, t] : (*config)["added_tokens_decoder"].items()) {
-      const int64_t id = std::stoll(id_text);
+      const int64_t id = parse_id(id_text, "tokenizer_config.json: added_tokens_decoder");
       if (id < 0 || id >= vocab_size) continue;
       std::string token = t.at("content").get<std::string>();
       if (t.value("special", false) || looks_special(token)) {

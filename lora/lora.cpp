@@ -105,7 +105,7 @@ void LoraModel::set_training(bool training) {
 }
 
 LoraModel inject_lora(CausalLM& model, LoraConfig config, uint64_t seed) {
-  if (config.r < 1) fail("lora.r must be a positive integer, found {}", config.r);
+  if (config.r < 1 || config.r > kMaxRank) fail("lora.r must be an integer from 1 to {}, found {}", kMaxRank, config.r);
   if (config.lora_dropout < 0 || config.lora_dropout >= 1)
     fail("lora.lora_dropout must be in [0, 1), found {}", config.lora_dropout);
   if (config.bias != "none") fail("lora.bias '{}' is not supported (only \"none\")", config.bias);

@@ -23,6 +23,10 @@ struct TargetModules {
   bool empty() const { return names.empty() && regex.empty(); }
 };
 
+// The largest rank lorakit accepts (PEFT sets none; released adapters use 8 to 256): a rank is
+// allocated as r x in_features per module before any weight is read.
+constexpr int64_t kMaxRank = 1 << 16;
+
 struct LoraConfig {
   int64_t r = 8;
   double lora_alpha = 8;

@@ -46,7 +46,7 @@ struct Exaone4Config {
                               {"intermediate_size", intermediate_size}, {"num_hidden_layers", num_hidden_layers},
                               {"num_attention_heads", num_attention_heads},
                               {"num_key_value_heads", num_key_value_heads}})
-      if (value <= 0) c.fail_key(key, "a positive integer");
+      check_config_size(c, key, value);
     if (num_attention_heads % num_key_value_heads != 0)
       c.fail_key("num_key_value_heads", fmt::format("a divisor of num_attention_heads ({})", num_attention_heads));
     if (!c.has("head_dim") && hidden_size % num_attention_heads != 0)

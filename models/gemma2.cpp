@@ -55,7 +55,7 @@ struct Gemma2Config {
                               {"intermediate_size", intermediate_size}, {"num_hidden_layers", num_hidden_layers},
                               {"num_attention_heads", num_attention_heads}, {"num_key_value_heads", num_key_value_heads},
                               {"head_dim", head_dim}})
-      if (value <= 0) c.fail_key(key, "a positive integer");
+      check_config_size(c, key, value);
     if (num_attention_heads % num_key_value_heads != 0)
       c.fail_key("num_key_value_heads", fmt::format("a divisor of num_attention_heads ({})", num_attention_heads));
     if (head_dim % 2 != 0) c.fail_key("head_dim", "an even integer");

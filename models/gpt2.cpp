@@ -38,7 +38,7 @@ struct GPT2Config {
     dtype = read_config_dtype(c);
     for (auto [key, value] : {std::pair{"vocab_size", vocab_size}, {"n_positions", n_positions}, {"n_embd", n_embd},
                               {"n_layer", n_layer}, {"n_head", n_head}, {"n_inner", n_inner}})
-      if (value <= 0) c.fail_key(key, "a positive integer");
+      check_config_size(c, key, value);
     if (n_embd % n_head != 0) c.fail_key("n_embd", fmt::format("a multiple of n_head ({})", n_head));
     if (!is_known_activation(activation_function)) c.fail_key("activation_function", "gelu_new, gelu, silu or relu");
     if (c.boolean("add_cross_attention", false)) c.fail_key("add_cross_attention", "false (a decoder-only GPT-2)");

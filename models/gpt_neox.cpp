@@ -48,7 +48,7 @@ struct GPTNeoXConfig {
     for (auto [key, value] : {std::pair{"vocab_size", vocab_size}, {"hidden_size", hidden_size},
                               {"intermediate_size", intermediate_size}, {"num_hidden_layers", num_hidden_layers},
                               {"num_attention_heads", num_attention_heads}})
-      if (value <= 0) c.fail_key(key, "a positive integer");
+      check_config_size(c, key, value);
     if (hidden_size % num_attention_heads != 0)
       c.fail_key("hidden_size", fmt::format("a multiple of num_attention_heads ({})", num_attention_heads));
     if (!is_known_activation(hidden_act)) c.fail_key("hidden_act", "gelu, gelu_new, silu or relu");

@@ -34,7 +34,8 @@ LlamaConfig read_llama_config(const JsonReader& c, const LlamaDefaults& d) {
     c.fail_key("hidden_size", fmt::format("a multiple of num_attention_heads ({})", cfg.num_attention_heads));
   cfg.head_dim = cfg.num_attention_heads > 0 ? c.integer("head_dim", cfg.hidden_size / cfg.num_attention_heads) : 0;
   cfg.rope = read_rope_config(c, d.rope_theta, 1.0, cfg.max_position_embeddings);
-  cfg.sliding.assign(std::max<int64_t>(cfg.num_hidden_layers, 0), false);
+  check_config_size(c, cfg.model_type == "exaone" ? "num_layers" : "num_hidden_layers", cfg.num_hidden_layers);
+  cfg.sliding.assign(cfg.num_hidden_layers, false);
   return cfg;
 }
 
@@ -56,7 +57,7 @@ void check_llama_config(const JsonReader& c, const LlamaConfig& cfg) {
                             {exaone ? "num_layers" : "num_hidden_layers", cfg.num_hidden_layers},
                             {"num_attention_heads", cfg.num_attention_heads},
                             {"num_key_value_heads", cfg.num_key_value_heads}})
-    if (value <= 0) c.fail_key(key, "a positive integer");
+    check_config_size(c, key, value);
   if (cfg.num_attention_heads % cfg.num_key_value_heads != 0)
     c.fail_key("num_key_value_heads", fmt::format("a divisor of num_attention_heads ({})", cfg.num_attention_heads));
   if (cfg.head_dim <= 0 || cfg.head_dim % 2 != 0) c.fail_key("head_dim", "a positive even integer");

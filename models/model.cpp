@@ -61,16 +61,26 @@ std::unique_ptr<CausalLM> create_model(const JsonReader& config) {
 
 namespace lorakit {
 
+void check_config_size(const JsonReader& config, const char* key, int64_t value) {
+  const std::string_view name = key;
+  const int64_t limit = name == "num_hidden_layers" || name == "num_layers" || name == "n_layer" ? kMaxLayers : kMaxDimension;
+  if (value <= 0 || value > limit) config.fail_key(key, fmt::format("a positive integer up to {}", limit));
+}
+
 RopeConfig read_rope_config(const JsonReader& config, double default_theta, double default_partial_rotary_factor,
                             int64_t max_position_embeddings) {
   RopeConfig rope;
   rope.rope_theta = config.number("rope_theta", default_theta);
   rope.partial_rotary_factor = config.number("partial_rotary_factor", default_partial_rotary_factor);
+  if (!(rope.partial_rotary_factor > 0 && rope.partial_rotary_factor <= 1))
+    config.fail_key("partial_rotary_factor", "a number in (0, 1]");
   std::string key = config.has("rope_parameters") ? "rope_parameters" : config.has("rope_scaling") ? "rope_scaling" : "";
   if (key.empty()) return rope;
   JsonReader params = config.child(key);
   rope.rope_theta = params.number("rope_theta", rope.rope_theta);
   rope.partial_rotary_factor = params.number("partial_rotary_factor", rope.partial_rotary_factor);
+  if (!(rope.partial_rotary_factor > 0 && rope.partial_rotary_factor <= 1))
+    params.fail_key("partial_rotary_factor", "a number in (0, 1]");
   RopeScaling& s = rope.scaling;
   s.rope_type = params.string("rope_type", params.string("type", "default"));
   if (s.rope_type == "default") return rope;

@@ -94,6 +94,12 @@ class CausalLM {
 // RoPE settings from either config shape: transformers 4.x (`rope_theta` + `rope_scaling`, whose
 // type key may be `type`) or 5.x (one `rope_parameters` object). llama3 and yarn default their
 // original_max_position_embeddings to `max_position_embeddings`, as HF's standardize_rope_params.
+// A size from config.json, checked before anything is sized by it: a positive integer, at most
+// kMaxLayers for a layer count (num_hidden_layers, num_layers, n_layer) and kMaxDimension for any
+// other size (far above every released model; a hostile 10^12 would size vectors and loops).
+constexpr int64_t kMaxLayers = 1024, kMaxDimension = int64_t{1} << 22;
+void check_config_size(const JsonReader& config, const char* key, int64_t value);
+
 RopeConfig read_rope_config(const JsonReader& config, double default_theta, double default_partial_rotary_factor,
                             int64_t max_position_embeddings);
 // `dtype` (5.x) or `torch_dtype` (4.x), "" when neither is there.

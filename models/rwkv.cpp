@@ -56,7 +56,7 @@ struct RwkvConfig {
     for (auto [key, value] : {std::pair{"vocab_size", vocab_size}, {"hidden_size", hidden_size},
                               {"num_hidden_layers", num_hidden_layers}, {"attention_hidden_size", attention_hidden_size},
                               {"intermediate_size", intermediate_size}})
-      if (value <= 0) c.fail_key(key, "a positive integer");
+      check_config_size(c, key, value);
     if (rescale_every < 0) c.fail_key("rescale_every", "0 (off) or a positive integer");
   }
 };

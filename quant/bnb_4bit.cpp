@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_reader.h"
 
 namespace lorakit::quant {
 
@@ -285,6 +286,7 @@ Weight4bit weight_from_state(const std::string& where, const std::function<at::T
   json_bytes = json_bytes.to(at::kCPU).contiguous();
   if (json_bytes.scalar_type() != at::kByte) fail("{}: quant_state must be uint8 bytes", where);
   const char* p = reinterpret_cast<const char*>(json_bytes.data_ptr<uint8_t>());
+  check_json_depth(std::string_view(p, static_cast<size_t>(json_bytes.numel())), where + ": quant_state");
   nlohmann::json state = nlohmann::json::parse(p, p + json_bytes.numel(), nullptr, /*allow_exceptions=*/false);
   if (!state.is_object()) fail("{}: quant_state is not a JSON object (hint: the checkpoint may be damaged)", where);
   auto field = [&](const char* key) -> const nlohmann::json& {

@@ -9,6 +9,7 @@
 # Harnesses: fuzz_safetensors fuzz_tokenizer_json fuzz_gpt2_vocab fuzz_sentencepiece fuzz_records
 # fuzz_recipe fuzz_config fuzz_adapter (fuzz/README.md says what each feeds where). Exits non-zero
 # when a harness finds a crash, leak, hang or OOM. Reproduce one: build-fuzz/fuzz/HARNESS FILE.
+# SECONDS=0 only builds the harnesses and writes the seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,7 @@ if [ ! -f build-fuzz/build.ninja ]; then
 fi
 cmake --build build-fuzz --target "${harnesses[@]}"
 .venv/bin/python scripts/fuzz_seeds.py --out build-fuzz/seeds > /dev/null
+[ "$seconds" = 0 ] && { echo "fuzz.sh: built ${harnesses[*]} and their seeds (SECONDS=0: no fuzzing)"; exit 0; }
 
 declare -A dict=([fuzz_safetensors]=safetensors [fuzz_records]=csv [fuzz_recipe]=yaml)
 declare -A max_len=([fuzz_safetensors]=4096 [fuzz_tokenizer_json]=65536 [fuzz_gpt2_vocab]=65536

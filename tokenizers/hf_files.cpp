@@ -15,6 +15,10 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+// How far past the vocabulary's size a token id may lie (real files have ids 0..size-1, sometimes
+// with a few holes).
+constexpr size_t kMaxIdGap = 1 << 20;
+
 class BpeModel : public Model {
  public:
   BpeModel(StringMap<int32_t> vocab, const std::vector<std::pair<std::string, std::string>>& merges,
@@ -22,6 +26,10 @@ class BpeModel : public Model {
       : bpe_(std::move(vocab), merges, std::move(options), where) {
     for (const auto& [token, id] : bpe_.vocab()) {
       if (id < 0) continue;
+      // The id table is as long as the largest id: one far past the vocabulary's size would ask for gigabytes.
+      if (static_cast<size_t>(id) > bpe_.vocab().size() + kMaxIdGap)
+        fail("{}: token '{}' has id {}, far past the {} entries of the vocabulary (ids run from 0 to its size)", where,
+             token.substr(0, 40), id, bpe_.vocab().size());
       if (static_cast<size_t>(id) >= tokens_.size()) tokens_.resize(static_cast<size_t>(id) + 1);
       tokens_[static_cast<size_t>(id)] = token;
     }
@@ -101,7 +109,7 @@ json read_tokenizer_config(const fs::path& dir) {
 void add_config_tokens(const json& config, std::vector<AddedToken>& added) {
   if (!config.contains("added_tokens_decoder")) return;
   for (const auto& [id, t] : config["added_tokens_decoder"].items()) {
-    const int32_t token_id = std::stoi(id);
+    const int32_t token_id = parse_id(id, "tokenizer_config.json: added_tokens_decoder");
     const bool known = std::any_of(added.begin(), added.end(), [&](const AddedToken& a) { return a.id == token_id; });
     if (!known) added.push_back(added_token_from_json(t, token_id));
   }

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_reader.h"
 #include "tokenizers/byte_level.h"
 #include "tokenizers/unicode.h"
 
@@ -21,6 +22,21 @@ template <typename T>
 T get_or(const json& spec, const char* key, T fallback) {
   return spec.contains(key) && !spec[key].is_null() ? spec[key].get<T>() : fallback;
 }
+
+// A Rust `char` field (Metaspace's replacement, Strip's content): one UTF-8 character. An empty one
+// would make the decoders loop without advancing.
+std::string one_character(const json& spec, const char* key, std::string fallback, const std::string& where) {
+  std::string value = get_or(spec, key, std::move(fallback));
+  const auto lead = value.empty() ? 0 : static_cast<unsigned char>(value[0]);
+  const size_t length = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+  if (value.empty() || value.size() != length)
+    fail("{}.{}: expected one character, found \"{}\"", where, key, value.substr(0, 40));
+  return value;
+}
+
+// A normalizer Sequence whose text grows past this (from what it was given) is an Error: a few
+// Replace stages that each double the text would otherwise ask for gigabytes.
+size_t max_normalized_bytes(size_t input) { return 16 * input + 65536; }
 
 // {"String": s} or {"Regex": r} -> a compiled regex.
 Regex pattern_regex(const json& pattern, const std::string& where) {
@@ -92,8 +108,16 @@ struct Prepend : Normalizer {
 
 struct NormalizerSequence : Normalizer {
   std::vector<std::unique_ptr<Normalizer>> stages;
+  std::string where;
   void apply(std::string& text) const override {
-    for (const auto& stage : stages) stage->apply(text);
+    const size_t limit = max_normalized_bytes(text.size()), input = text.size();
+    for (size_t i = 0; i < stages.size(); ++i) {
+      stages[i]->apply(text);
+      if (text.size() > limit)
+        fail("{}.normalizers[{}]: the normalized text grew from {} to {} bytes (at most {}); hint: the tokenizer's "
+             "normalizers expand text without bound",
+             where, i, input, text.size(), limit);
+    }
   }
 };
 
@@ -457,6 +481,7 @@ std::unique_ptr<Normalizer> make_normalizer(const json& spec, const std::string&
   if (type == "Prepend") return std::make_unique<Prepend>(spec.at("prepend").get<std::string>());
   if (type == "Sequence") {
     auto sequence = std::make_unique<NormalizerSequence>();
+    sequence->where = where;
     const json& list = spec.at("normalizers");
     for (size_t i = 0; i < list.size(); ++i)
       if (auto stage = make_normalizer(list[i], fmt::format("{}.normalizers[{}]", where, i)))
@@ -478,7 +503,7 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& spec, const std::st
                                       get_or(spec, "invert", false));
   }
   if (type == "Metaspace")
-    return std::make_unique<Metaspace>(get_or<std::string>(spec, "replacement", "\xE2\x96\x81"),
+    return std::make_unique<Metaspace>(one_character(spec, "replacement", "\xE2\x96\x81", where),
                                        metaspace_scheme(spec), get_or(spec, "split", true), where);
   if (type == "Digits") return std::make_unique<Digits>(get_or(spec, "individual_digits", false), where);
   if (type == "Sequence") {
@@ -499,14 +524,19 @@ std::unique_ptr<PostProcessor> make_post_processor(const json& spec, const std::
   if (type == "TemplateProcessing") {
     auto processor = std::make_unique<Template>();
     const json& specials = spec.contains("special_tokens") ? spec["special_tokens"] : json::object();
+    int sequences = 0;
     for (const json& part : spec.at("single")) {
       if (part.contains("Sequence")) {
+        // HF's single template holds $A once; more would repeat the input (a hostile file's 1000 copies, nested).
+        if (++sequences > 1) fail("{}.single: the input ($A) appears more than once", where);
         processor->parts.push_back({true, {}});
       } else if (part.contains("SpecialToken")) {
         const std::string name = part["SpecialToken"].at("id").get<std::string>();
         if (!specials.contains(name))
           fail("{}: special token '{}' of the template is missing from special_tokens", where, name);
-        processor->parts.push_back({false, specials[name].at("ids").get<std::vector<int32_t>>()});
+        std::vector<int32_t> ids;
+        for (const json& id : specials[name].at("ids")) ids.push_back(json_id(id, where + ".special_tokens." + name));
+        processor->parts.push_back({false, std::move(ids)});
       } else {
         fail("{}.single: expected Sequence or SpecialToken parts, found {}", where, part.dump());
       }
@@ -515,9 +545,9 @@ std::unique_ptr<PostProcessor> make_post_processor(const json& spec, const std::
   }
   if (type == "BertProcessing" || type == "RobertaProcessing") {
     auto processor = std::make_unique<Template>();
-    processor->parts.push_back({false, {spec.at("cls").at(1).get<int32_t>()}});
+    processor->parts.push_back({false, {json_id(spec.at("cls").at(1), where + ".cls")}});
     processor->parts.push_back({true, {}});
-    processor->parts.push_back({false, {spec.at("sep").at(1).get<int32_t>()}});
+    processor->parts.push_back({false, {json_id(spec.at("sep").at(1), where + ".sep")}});
     return processor;
   }
   if (type == "Sequence") {
@@ -536,7 +566,7 @@ std::unique_ptr<Decoder> make_decoder(const json& spec, const std::string& where
   if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();
   if (type == "Metaspace") {
     auto decoder = std::make_unique<MetaspaceDecoder>();
-    decoder->replacement = get_or<std::string>(spec, "replacement", "\xE2\x96\x81");
+    decoder->replacement = one_character(spec, "replacement", "\xE2\x96\x81", where);
     decoder->strip_first = metaspace_scheme(spec) != "never";
     return decoder;
   }
@@ -552,7 +582,7 @@ std::unique_ptr<Decoder> make_decoder(const json& spec, const std::string& where
   if (type == "Fuse") return std::make_unique<FuseDecoder>();
   if (type == "Strip") {
     auto decoder = std::make_unique<StripDecoder>();
-    decoder->content = spec.at("content").get<std::string>();
+    decoder->content = one_character(spec, "content", "", where);
     decoder->start = spec.at("start").get<size_t>();
     decoder->stop = spec.at("stop").get<size_t>();
     return decoder;

@@ -33,14 +33,16 @@ struct Wire {
   // Skips the value of a field with `wire_type`; returns the bytes it spanned.
   std::string_view value(int wire_type, const std::string& where) {
     const size_t start = pos;
+    uint64_t n = 0;  // the bytes after the tag (and length)
     switch (wire_type) {
       case 0: varint(where); break;
-      case 1: pos += 8; break;
-      case 2: { const uint64_t n = varint(where); pos += n; break; }
-      case 5: pos += 4; break;
+      case 1: n = 8; break;
+      case 2: n = varint(where); break;  // a claimed length: checked against what is left before use
+      case 5: n = 4; break;
       default: fail("{}: unsupported protobuf wire type {}", where, wire_type);
     }
-    if (pos > data.size()) fail("{}: truncated protobuf field", where);
+    if (n > data.size() - pos) fail("{}: truncated protobuf field ({} bytes claimed, {} left)", where, n, data.size() - pos);
+    pos += n;
     return data.substr(start, pos - start);
   }
 };
