@@ -33,6 +33,7 @@
 #include "device/dtype.h"
 #include "export/gguf_file.h"
 #include "export/gguf_metadata.h"
+#include "models/model.h"
 #include "export/gguf_vocab.h"
 
 namespace lorakit::exports {
@@ -335,6 +336,7 @@ void write_text_model_parameters(gguf::Writer& w, const Arch& arch, const json& 
   if (arch.sliding && hp.contains("sliding_window") && !hp["sliding_window"].is_null()) {
     w.add_u32(a + ".attention.sliding_window", hp["sliding_window"].get<uint32_t>());
     const int64_t layers = hp.at("num_hidden_layers").get<int64_t>();
+    if (layers <= 0 || layers > kMaxLayers) fail("config.json: num_hidden_layers {} is not from 1 to {}", layers, kMaxLayers);
     std::vector<bool> pattern;
     if (hp.contains("layer_types") && hp["layer_types"].is_array()) {
       for (const auto& t : hp["layer_types"]) pattern.push_back(t == "sliding_attention");
@@ -342,8 +344,9 @@ void write_text_model_parameters(gguf::Writer& w, const Arch& arch, const json& 
     } else if (hp.contains("sliding_window_pattern")) {
       const json& p = hp["sliding_window_pattern"];
       for (int64_t i = 0; i < layers; ++i) {
-        if (p.is_string()) pattern.push_back(p.get<std::string>()[static_cast<size_t>(i) % p.get<std::string>().size()] == 'L');
-        if (p.is_number_integer()) pattern.push_back((i + 1) % p.get<int64_t>() != 0);
+        if (p.is_string() && !p.get<std::string>().empty())
+          pattern.push_back(p.get<std::string>()[static_cast<size_t>(i) % p.get<std::string>().size()] == 'L');
+        if (p.is_number_integer() && p.get<int64_t>() > 0) pattern.push_back((i + 1) % p.get<int64_t>() != 0);
       }
       if (static_cast<int64_t>(pattern.size()) == layers) w.add_bools(a + ".attention.sliding_window_pattern", pattern);
     }

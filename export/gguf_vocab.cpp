@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/json_reader.h"
+#include "models/model.h"
 #include "tokenizers/sentencepiece_vocab.h"
 #include "tokenizers/tokenizer.h"
 
@@ -93,6 +94,7 @@ std::string write_gpt2_tokens(Writer& w, const fs::path& dir, int64_t config_voc
         added[parse_id(id, "tokenizer_config.json: added_tokens_decoder")] = {t.at("content").get<std::string>(), t.value("special", false), t.value("normalized", false)};
   }
   for (const auto& [id, t] : added) by_id[id] = t.content;
+  if (config_vocab_size > kMaxDimension) fail("config.json: vocab_size {} is past {}", config_vocab_size, kMaxDimension);
   const int64_t vocab_size = config_vocab_size > 0 ? config_vocab_size : static_cast<int64_t>(by_id.size());
   if (!by_id.empty() && by_id.rbegin()->first >= vocab_size)
     fail("{}: token id {} is past config.json's vocab_size {}; hint: the tokenizer and the model do not belong together",
@@ -361,6 +363,7 @@ void write_special_vocab(Writer& w, const fs::path& dir, const SpecialVocabOptio
 // then added_tokens.json and tokenizer_config.json's added_tokens_decoder over them.
 void write_sentencepiece_tokens(Writer& w, const fs::path& dir, int64_t config_vocab_size) {
   const std::vector<tokenizers::SentencePiece> pieces = tokenizers::read_sentencepiece_vocab((dir / "tokenizer.model").string());
+  if (config_vocab_size > kMaxDimension) fail("config.json: vocab_size {} is past {}", config_vocab_size, kMaxDimension);
   const int64_t vocab_size = config_vocab_size > 0 ? config_vocab_size : static_cast<int64_t>(pieces.size());
   std::vector<std::string> tokens;
   std::vector<float> scores(static_cast<size_t>(vocab_size), -10000.0f);

@@ -8,9 +8,13 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 fuzz_build=""
 if [ $# -eq 0 ]; then
-  setsid nice -n 10 scripts/fuzz.sh all 0 > build/fuzz-build.log 2>&1 &
+  # In a process group of its own (set -m), so that the trap stops the compilers too; not setsid,
+  # which would put it in a scheduler autogroup of its own, where nice does not apply.
+  set -m
+  nice -n 10 scripts/fuzz.sh all 0 > build/fuzz-build.log 2>&1 &
   fuzz_build=$!
-  trap 'kill -- "-$fuzz_build" 2>/dev/null || true' EXIT  # its own process group: the compilers too
+  set +m
+  trap 'kill -- "-$fuzz_build" 2>/dev/null || true' EXIT
 fi
 ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"
 if [ -n "$fuzz_build" ]; then
