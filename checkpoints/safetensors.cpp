@@ -18,11 +18,54 @@
 #include "core/json_reader.h"
 #include "core/format.h"
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#define LORAKIT_ASAN 1
+#endif
+#endif
+
 namespace lorakit {
 
 namespace {
 
 constexpr uint64_t kMaxHeaderSize = 100'000'000;  // the reference reader's limit
+
+// The file, mapped read-only. In the AddressSanitizer build (fuzz/) the mapping is followed by an
+// inaccessible guard page and the bytes from the file's end to its page's are poisoned: a read past
+// the file is then a report, where a plain mapping reads zeros or a neighbouring mapping unseen.
+#ifdef LORAKIT_ASAN
+size_t guarded_size(size_t size) {
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  return (size + page - 1) / page * page + page;
+}
+#endif
+
+const uint8_t* map_file(int fd, size_t size) {
+#ifdef LORAKIT_ASAN
+  void* reserved = ::mmap(nullptr, guarded_size(size), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (reserved == MAP_FAILED) return nullptr;
+  if (::mmap(reserved, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED) {
+    ::munmap(reserved, guarded_size(size));
+    return nullptr;
+  }
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  ASAN_POISON_MEMORY_REGION(static_cast<char*>(reserved) + size, (size + page - 1) / page * page - size);
+  return static_cast<const uint8_t*>(reserved);
+#else
+  void* mapped = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  return mapped == MAP_FAILED ? nullptr : static_cast<const uint8_t*>(mapped);
+#endif
+}
+
+void unmap_file(const uint8_t* data, size_t size) {
+#ifdef LORAKIT_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(const_cast<uint8_t*>(data), guarded_size(size));
+  ::munmap(const_cast<uint8_t*>(data), guarded_size(size));
+#else
+  ::munmap(const_cast<uint8_t*>(data), size);
+#endif
+}
 
 struct DtypeInfo {
   const char* name;
@@ -104,10 +147,10 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
     fail("{}: {} bytes is too short for a safetensors file (the 8-byte header length is missing; {})", file, size_,
          kHint);
   }
-  void* mapped = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  data_ = map_file(fd, size_);
+  const int map_errno = errno;
   ::close(fd);
-  if (mapped == MAP_FAILED) fail("{}: mmap failed ({})", file, std::strerror(errno));
-  data_ = static_cast<const uint8_t*>(mapped);
+  if (!data_) fail("{}: mmap failed ({})", file, std::strerror(map_errno));
 
   try {
     uint64_t header_size = 0;
@@ -214,14 +257,14 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
            data_size - cursor, kHint);
     for (size_t i = 0; i < entries_.size(); ++i) index_[entries_[i].name] = i;
   } catch (...) {
-    ::munmap(const_cast<uint8_t*>(data_), size_);
+    unmap_file(data_, size_);
     data_ = nullptr;
     throw;
   }
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (data_) unmap_file(data_, size_);
 }
 
 const SafetensorsEntry* SafetensorsFile::find(const std::string& name) const {

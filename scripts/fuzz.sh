@@ -52,9 +52,9 @@ fuzz_one() {
   if build-fuzz/fuzz/$h "build-fuzz/corpus/$h" "build-fuzz/seeds/$h" -dict="fuzz/dicts/${dict[$h]:-json}.dict" \
       -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len="${max_len[$h]}" -print_final_stats=1 \
       -artifact_prefix="build-fuzz/crashes/$h/" "$@" > "build-fuzz/$h.log" 2>&1; then
-    echo "fuzz.sh: $h: $(grep -oE '^stat::number_of_executed_units: [0-9]+' "build-fuzz/$h.log" | grep -oE '[0-9]+$') executions," \
+    echo "fuzz.sh: $h: $(grep -oE '^stat::number_of_executed_units: +[0-9]+' "build-fuzz/$h.log" | grep -oE '[0-9]+$') executions," \
          "$(grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]+' "build-fuzz/$h.log" | tail -1)," \
-         "peak $(grep -oE '^stat::peak_rss_mb: [0-9]+' "build-fuzz/$h.log" | grep -oE '[0-9]+$') MB, no defect"
+         "peak $(grep -oE '^stat::peak_rss_mb: +[0-9]+' "build-fuzz/$h.log" | grep -oE '[0-9]+$') MB, no defect"
   else
     {
       echo "fuzz.sh: $h FOUND A DEFECT; the input is in build-fuzz/crashes/$h/; the report (build-fuzz/$h.log):"
