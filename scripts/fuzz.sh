@@ -6,14 +6,14 @@
 #   build-fuzz/seeds/HARNESS     seeds written by scripts/fuzz_seeds.py (from libraries and ../shared)
 #   build-fuzz/corpus/HARNESS    the corpus libFuzzer grows (kept between runs)
 #   build-fuzz/crashes/HARNESS/  crash-*, leak-*, timeout-*, oom-* inputs, if any
-# Harnesses: fuzz_safetensors fuzz_tokenizer_json fuzz_gpt2_vocab fuzz_sentencepiece fuzz_records
+# Harnesses: fuzz_safetensors fuzz_shards fuzz_tokenizer_json fuzz_gpt2_vocab fuzz_sentencepiece fuzz_records
 # fuzz_recipe fuzz_config fuzz_adapter (fuzz/README.md says what each feeds where). Exits non-zero
 # when a harness finds a crash, leak, hang or OOM. Reproduce one: build-fuzz/fuzz/HARNESS FILE.
 # SECONDS=0 only builds the harnesses and writes the seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(fuzz_safetensors fuzz_tokenizer_json fuzz_gpt2_vocab fuzz_sentencepiece fuzz_records fuzz_recipe fuzz_config fuzz_adapter)
+all=(fuzz_safetensors fuzz_shards fuzz_tokenizer_json fuzz_gpt2_vocab fuzz_sentencepiece fuzz_records fuzz_recipe fuzz_config fuzz_adapter)
 if [ $# -lt 2 ]; then
   echo "usage: scripts/fuzz.sh HARNESS|all SECONDS [libFuzzer flags]" >&2
   echo "harnesses: ${all[*]}" >&2
@@ -39,7 +39,7 @@ cmake --build build-fuzz --target "${harnesses[@]}"
 [ "$seconds" = 0 ] && { echo "fuzz.sh: built ${harnesses[*]} and their seeds (SECONDS=0: no fuzzing)"; exit 0; }
 
 declare -A dict=([fuzz_safetensors]=safetensors [fuzz_records]=csv [fuzz_recipe]=yaml)
-declare -A max_len=([fuzz_safetensors]=4096 [fuzz_tokenizer_json]=65536 [fuzz_gpt2_vocab]=65536
+declare -A max_len=([fuzz_safetensors]=4096 [fuzz_shards]=65536 [fuzz_tokenizer_json]=65536 [fuzz_gpt2_vocab]=65536
                     [fuzz_sentencepiece]=16384 [fuzz_records]=4096 [fuzz_recipe]=8192 [fuzz_config]=8192 [fuzz_adapter]=8192)
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:allocator_may_return_null=0:detect_odr_violation=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"

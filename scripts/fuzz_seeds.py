@@ -149,6 +149,26 @@ def adapter_seeds(out: Path):
     put(out, "llama", struct.pack("<I", len(config)) + config + save(tensors))
 
 
+def shards_seeds(out: Path):
+    """A tiny llama (fuzz_shards' config) split over two shards, with its index; and every tensor in one."""
+    import torch
+    from safetensors.torch import save
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1)
+    state = {k: v.contiguous() for k, v in LlamaForCausalLM(config).state_dict().items()}
+    names = sorted(state)
+    shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    for name, split in (("two", len(names) // 2), ("one", len(names))):
+        parts = [names[:split], names[split:]]
+        weight_map = {n: shards[i] for i, part in enumerate(parts) for n in part}
+        index = json.dumps({"metadata": {"total_size": sum(v.numel() * 4 for v in state.values())},
+                            "weight_map": weight_map}, indent=2).encode()
+        put(out, name, SEP.join([index] + [save({n: state[n] for n in part}) for part in parts]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path)
@@ -164,6 +184,7 @@ def main():
     recipe_seeds(args.out / "fuzz_recipe", root)
     config_seeds(args.out / "fuzz_config", args.shared)
     adapter_seeds(args.out / "fuzz_adapter")
+    shards_seeds(args.out / "fuzz_shards")
     print(f"fuzz_seeds: wrote {sum(1 for p in args.out.rglob('*') if p.is_file())} files under {args.out}")
 
 

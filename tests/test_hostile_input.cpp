@@ -141,6 +141,19 @@ TEST(HostileInput, RecipeOfAnUnexpectedShapeIsAnErrorNamingTheFile) {
   }
 }
 
+// fuzz_sentencepiece (crash-374a2427, the 10^6-execution run): a tokenizer.model whose second piece
+// starts with a NUL byte made libsentencepiece's trie builder throw Darts::Details::Exception ("zero-
+// length key"), which escaped its Status-returning loader.
+TEST(HostileInput, SentencepiecePieceItCannotIndexIsAnError) {
+  const fs::path dir = scratch("spm-nul");
+  const unsigned char model[] = {0x0a, 0x0e, 0x0a, 0x05, 0x3c, 0x75, 0x6e, 0x6b, 0x3e, 0x15, 0x00, 0x00, 0x00, 0x00, 0x18,
+                                 0x02, 0x0a, 0x0c, 0x0a, 0x0a, 0x00, 0xfd, 0x1d, 0x69, 0x81, 0x15, 0x0b, 0x74, 0x6c, 0x00};
+  write(dir / "tokenizer.model", std::string(reinterpret_cast<const char*>(model), sizeof(model)));
+  const std::string message = error_of([&] { (void)lorakit::tokenizers::load_tokenizer(dir.string()); });
+  EXPECT_NE(message.find("tokenizer.model: SentencePiece could not load the model"), std::string::npos) << message;
+  EXPECT_NE(message.find("zero-length key"), std::string::npos) << message;
+}
+
 // The resource-bounds audit (issue 20, item 4: every size a file claims checked before it is used)
 // found the defects below by reading the parsers; each input here is the one the audit named.
 

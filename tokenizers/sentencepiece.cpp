@@ -108,16 +108,30 @@ std::string hf_model_proto(std::string_view proto, const std::string& where) {
   return out;
 }
 
+// Runs libsentencepiece's loader: a status, or an exception its trie builder throws on pieces it
+// cannot index (darts' "zero-length key" for a piece that starts with a NUL byte).
+template <typename Load>
+void load_sentencepiece(const std::string& path, Load&& load) {
+  sentencepiece::util::Status status;
+  try {
+    status = load();
+  } catch (const std::exception& e) {
+    fail("{}: SentencePiece could not load the model ({}); hint: the file is damaged or not a tokenizer.model", path,
+         e.what());
+  }
+  if (!status.ok())
+    fail("{}: not a SentencePiece model ({}); hint: the file may be a Git LFS pointer or truncated", path,
+         status.ToString());
+}
+
 class SentencePieceModel : public Model {
  public:
   explicit SentencePieceModel(const std::string& path) : path_(path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) fail("{}: cannot open", path);
     const std::string proto((std::istreambuf_iterator<char>(in)), {});
-    const auto status = processor_.LoadFromSerializedProto(hf_model_proto(proto, path));
-    if (!status.ok())
-      fail("{}: not a SentencePiece model ({}); hint: the file may be a Git LFS pointer or truncated",
-           path, status.ToString());
+    const std::string hf_proto = hf_model_proto(proto, path);
+    load_sentencepiece(path, [&] { return processor_.LoadFromSerializedProto(hf_proto); });
   }
   void encode(std::string_view piece, bool at_start, std::vector<int32_t>& ids) const override {
     std::string text = at_start && !piece.starts_with(' ') ? " " + std::string(piece) : std::string(piece);
@@ -150,9 +164,7 @@ std::unique_ptr<Model> make_sentencepiece_model(const std::string& path) {
 
 std::vector<SentencePiece> read_sentencepiece_vocab(const std::string& path) {
   sentencepiece::SentencePieceProcessor processor;
-  const auto status = processor.Load(path);
-  if (!status.ok())
-    fail("{}: not a SentencePiece model ({}); hint: the file may be a Git LFS pointer or truncated", path, status.ToString());
+  load_sentencepiece(path, [&] { return processor.Load(path); });
   std::vector<SentencePiece> pieces(static_cast<size_t>(processor.GetPieceSize()));
   for (int id = 0; id < processor.GetPieceSize(); ++id) {
     SentencePiece& p = pieces[static_cast<size_t>(id)];
