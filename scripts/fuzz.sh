@@ -66,6 +66,7 @@ fuzz_one() {
 
 # Harnesses run side by side, one per core (FUZZ_JOBS overrides), each for SECONDS.
 jobs=${FUZZ_JOBS:-$(nproc)}
+((jobs < ${#harnesses[@]})) || jobs=${#harnesses[@]}
 echo "fuzz.sh: ${harnesses[*]}: ${seconds} s each, $jobs at a time"
 status=0 running=0
 for h in "${harnesses[@]}"; do
