@@ -35,10 +35,11 @@ constexpr uint64_t kMaxHeaderSize = 100'000'000;  // the reference reader's limi
 // inaccessible guard page and the bytes from the file's end to its page's are poisoned: a read past
 // the file is then a report, where a plain mapping reads zeros or a neighbouring mapping unseen.
 #ifdef LORAKIT_ASAN
-size_t guarded_size(size_t size) {
+size_t whole_pages(size_t size) {
   const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  return (size + page - 1) / page * page + page;
+  return (size + page - 1) / page * page;
 }
+size_t guarded_size(size_t size) { return whole_pages(size) + static_cast<size_t>(::sysconf(_SC_PAGESIZE)); }
 #endif
 
 const uint8_t* map_file(int fd, size_t size) {
@@ -49,8 +50,7 @@ const uint8_t* map_file(int fd, size_t size) {
     ::munmap(reserved, guarded_size(size));
     return nullptr;
   }
-  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  ASAN_POISON_MEMORY_REGION(static_cast<char*>(reserved) + size, (size + page - 1) / page * page - size);
+  ASAN_POISON_MEMORY_REGION(static_cast<char*>(reserved) + size, whole_pages(size) - size);
   return static_cast<const uint8_t*>(reserved);
 #else
   void* mapped = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);

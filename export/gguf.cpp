@@ -566,16 +566,32 @@ fs::path checked_out(const fs::path& out, bool overwrite) {
   return out;
 }
 
+// The model directory's config.json, its Arch row and the converter's hyperparameters (both exports).
+struct ModelConfig {
+  fs::path path;
+  json config;
+  const Arch& arch;
+  json hp;
+};
+
+ModelConfig read_model_config(const fs::path& model_dir) {
+  const fs::path path = model_dir / "config.json";
+  json config = JsonReader::parse_file(path.string());
+  const Arch& arch = find_arch(config.value("model_type", std::string()), path);
+  json hp = hyperparameters(arch, config);
+  return {path, std::move(config), arch, std::move(hp)};
+}
+
 }  // namespace
 
 GgufReport export_gguf(const fs::path& model_dir, const fs::path& adapter_dir, const fs::path& out, const GgufOptions& options) {
   return with_json_errors(model_dir.string(), [&]() -> GgufReport {
     checked_out(out, options.overwrite);
-    const fs::path config_path = model_dir / "config.json";
-    const json config = JsonReader::parse_file(config_path.string());
-    const Arch& arch = find_arch(config.value("model_type", std::string()), config_path);
-    const json hp = hyperparameters(arch, config);
-    const at::ScalarType dtype = merged_dtype(config);
+    const ModelConfig model = read_model_config(model_dir);
+    const fs::path& config_path = model.path;
+    const Arch& arch = model.arch;
+    const json& hp = model.hp;
+    const at::ScalarType dtype = merged_dtype(model.config);
     BaseWeights base = open_base(model_dir);
     Adapter adapter;
     if (!adapter_dir.empty()) adapter = read_adapter(adapter_dir);
@@ -681,10 +697,9 @@ GgufReport export_gguf(const fs::path& model_dir, const fs::path& adapter_dir, c
 GgufReport export_gguf_lora(const fs::path& model_dir, const fs::path& adapter_dir, const fs::path& out, const GgufOptions& options) {
   return with_json_errors(model_dir.string(), [&]() -> GgufReport {
     checked_out(out, options.overwrite);
-    const fs::path config_path = model_dir / "config.json";
-    const json config = JsonReader::parse_file(config_path.string());
-    const Arch& arch = find_arch(config.value("model_type", std::string()), config_path);
-    const json hp = hyperparameters(arch, config);
+    const ModelConfig model = read_model_config(model_dir);
+    const Arch& arch = model.arch;
+    const json& hp = model.hp;
     const Adapter adapter = read_adapter(adapter_dir);
     if (arch.transpose_conv1d)
       fail("{}: a LoRA GGUF for gpt2 is not written: convert_lora_to_gguf.py transposes GPT-2's Conv1D pairs into "
