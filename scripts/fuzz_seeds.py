@@ -56,6 +56,21 @@ def train_bpe(byte_level=True, vocab=300):
     return tok
 
 
+def train_wordpiece(vocab=300):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=20))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+                                        show_progress=False)
+    tok.train_from_iterator(TEXTS * 20, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    return tok
+
+
 def tokenizer_seeds(out_json: Path, out_gpt2: Path, tokenizer_dir: Path, shared: Path):
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
               "unk_token": "<unk>", "add_bos_token": True}
@@ -76,6 +91,13 @@ def tokenizer_seeds(out_json: Path, out_gpt2: Path, tokenizer_dir: Path, shared:
             if template.exists():
                 cfg["chat_template"] = template.read_text()
             (tokenizer_dir / "tokenizer_config.json").write_text(json.dumps(cfg, ensure_ascii=False))
+    # WordPiece: as written (BertNormalizer, BertPreTokenizer, TemplateProcessing, the WordPiece decoder)
+    # and under tokenizer_class BertTokenizer, which transformers rebuilds from the config.
+    wordpiece = train_wordpiece()
+    put(out_json, "wordpiece-alone", wordpiece.to_str().encode())
+    put(out_json, "wordpiece-bert", wordpiece.to_str().encode() + SEP + json.dumps(
+        {"tokenizer_class": "BertTokenizer", "do_lower_case": False, "strip_accents": True,
+         "tokenize_chinese_chars": False, "cls_token": "[CLS]", "mask_token": "[MASK]"}).encode())
     real = shared / "models/polyglot-ko-1.3b/tokenizer.json"
     if real.exists():  # a real one, cut to its first added tokens and a slice of its vocabulary
         data = json.loads(real.read_text())

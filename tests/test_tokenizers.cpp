@@ -1,10 +1,12 @@
 // Tokenizers against transformers' AutoTokenizer: every text of the oracle's corpus
 // (scripts/tokenizer_oracle.py) must give the same ids, with and without special tokens, and the
-// same decoded text, for tokenizers trained by the oracle and for the real polyglot-ko and EXAONE
-// files in ../shared (skipped when absent). Plus EXAONE chat rendering, prompt templates, the
-// tokenize/detokenize commands and the errors bad input gets.
+// same decoded text, for tokenizers trained by the oracle, for the real polyglot-ko and EXAONE
+// files in ../shared and the real WordPiece vocabularies setup.sh fetches (skipped when absent).
+// Plus HF's BERT character classes code point by code point, EXAONE chat rendering, prompt
+// templates, the tokenize/detokenize commands and the errors bad input gets.
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -13,6 +15,7 @@
 #include "tests/cli_runner.h"
 #include "tests/test_paths.h"
 #include "tokenizers/chat_template.h"
+#include "tokenizers/pipeline.h"
 #include "tokenizers/prompt_template.h"
 #include "tokenizers/tokenizer.h"
 #include "tokenizers/unicode.h"
@@ -91,6 +94,12 @@ void check_case(const std::string& name) {
   if (!(*c)["bos_token_id"].is_null()) {
     EXPECT_EQ(tokenizer.special().bos, (*c)["bos_token_id"].get<int32_t>()) << name;
   }
+  if (c->contains("pad_token_id") && !(*c)["pad_token_id"].is_null()) {
+    EXPECT_EQ(tokenizer.special().pad, (*c)["pad_token_id"].get<int32_t>()) << name;
+  }
+  if (c->contains("unk_token_id") && !(*c)["unk_token_id"].is_null()) {
+    EXPECT_EQ(tokenizer.special().unk, (*c)["unk_token_id"].get<int32_t>()) << name;
+  }
   std::printf("%s: %zu texts, %zu identical to transformers\n", name.c_str(), checked, checked - differing);
 }
 
@@ -114,9 +123,92 @@ TEST(TokenizerParity, Llama2StyleJsonRebuiltAsLlamaTokenizerLikeEeve) { check_ca
 TEST(TokenizerParity, Llama2StyleJsonRebuiltAsLlamaTokenizerLegacy) { check_case("llama2-json-like-eeve-legacy"); }
 TEST(TokenizerParity, SentencePieceModel) { check_case("sentencepiece-bpe"); }
 TEST(TokenizerParity, SentencePieceConvertedToTokenizerJson) { check_case("sentencepiece-as-tokenizer-json"); }
-// The real files (../shared/models), over the whole corpus.
+// WordPiece (BERT/ELECTRA). transformers 5 loads bert/electra directories as BertTokenizer, which
+// keeps only tokenizer.json's vocabulary and added tokens and builds the rest from
+// tokenizer_config.json: the v5 quirk (cased file lowercased; max_input_chars_per_word back to 100).
+TEST(TokenizerParity, WordPieceBertUncased) { check_case("wordpiece-bert-uncased"); }
+TEST(TokenizerParity, WordPieceElectraCased) { check_case("wordpiece-electra-cased"); }
+TEST(TokenizerParity, WordPieceBertRebuildLowercasesCasedJson) { check_case("wordpiece-json-cased-config-lowercases"); }
+TEST(TokenizerParity, WordPieceJsonAsWrittenMaxCharsPrefix) { check_case("wordpiece-json-as-written"); }
+TEST(TokenizerParity, WordPieceElectraVocabTxtLikeKoElectra) { check_case("wordpiece-vocab-txt-like-koelectra"); }
+TEST(TokenizerParity, WordPieceBertVocabTxtCrlfDefaultLowercase) { check_case("wordpiece-vocab-txt-crlf-default-lowercase"); }
+// The real files (../shared/models, .cache/wordpiece-vocabs), over the whole corpus.
 TEST(TokenizerParity, RealPolyglotKo) { check_case("polyglot-ko-1.3b"); }
 TEST(TokenizerParity, RealExaone4) { check_case("EXAONE-4.0-1.2B"); }
+TEST(TokenizerParity, RealBertBaseUncasedVocab) { check_case("real-bert-base-uncased-vocab"); }
+TEST(TokenizerParity, RealHanBertVocab) { check_case("real-hanbert-54k-vocab"); }
+TEST(TokenizerParity, RealKoElectraVocab) { check_case("koelectra-base-v3-discriminator"); }
+
+// HF's BERT character classes (the oracle's bert_char_classes, read off HF tokenizers one code point
+// at a time): lorakit's BertNormalizer and BertPreTokenizer treat each of the 1,112,064 code points
+// as HF's do. HF's tables are Unicode 8's, so this is what keeps tokenizers/bert_tables.h honest.
+TEST(TokenizerParity, BertCharacterClasses) {
+  ASSERT_FALSE(manifest().is_null()) << "no oracle output at " << oracle_dir();
+  const auto& classes = manifest()["bert_char_classes"];
+  ASSERT_TRUE(classes.is_object()) << "manifest without bert_char_classes";
+  const auto set_of = [&](const char* name) {
+    std::vector<bool> in(0x110000);
+    for (const auto& range : classes[name])
+      for (uint32_t c = range[0].get<uint32_t>(); c <= range[1].get<uint32_t>(); ++c) in[c] = true;
+    return in;
+  };
+  const auto control = set_of("control"), whitespace = set_of("whitespace"), cjk = set_of("cjk_ideograph"),
+             mark = set_of("nonspacing_mark"), punctuation = set_of("punctuation"), split = set_of("split_whitespace");
+  const auto bert = [](bool clean, bool chinese, bool strip, bool lower) {
+    return make_normalizer({{"type", "BertNormalizer"}, {"clean_text", clean}, {"handle_chinese_chars", chinese},
+                            {"strip_accents", strip}, {"lowercase", lower}},
+                           "test");
+  };
+  const auto clean = bert(true, false, false, false), chinese = bert(false, true, false, false),
+             strip = bert(false, false, true, false), lower = bert(false, false, false, true);
+  const auto pre = make_pre_tokenizer({{"type", "BertPreTokenizer"}}, "test");
+  // Unicode 13's one new canonical decomposition (DIVES AKURU VOWEL SIGN O), which HF's NFD tables predate.
+  const std::set<char32_t> known_nfd_differences = {0x11938};
+  size_t checked = 0, differing = 0, unknown_to_utf8proc = 0;
+  const auto report = [&](const char* what, char32_t c, const std::string& want, const std::string& got) {
+    if (++differing <= 8)
+      ADD_FAILURE() << what << " of U+" << fmt::format("{:04X}", static_cast<uint32_t>(c)) << ": HF " << excerpt(want)
+                    << ", lorakit " << excerpt(got);
+  };
+  for (char32_t c = 0; c < 0x110000; ++c) {
+    if (c >= 0xD800 && c <= 0xDFFF) continue;
+    std::string ch;
+    utf8_append(ch, c);
+    ++checked;
+    std::string text = "a" + ch + "a";
+    clean->apply(text);
+    std::string want = control[c] ? "aa" : whitespace[c] ? "a a" : "a" + ch + "a";
+    if (text != want) report("clean_text", c, want, text);
+    text = ch;
+    chinese->apply(text);
+    if (want = cjk[c] ? " " + ch + " " : ch; text != want) report("handle_chinese_chars", c, want, text);
+    const std::string key = std::to_string(static_cast<uint32_t>(c));
+    if (!(c >= 0xAC00 && c <= 0xD7A3) && !known_nfd_differences.count(c)) {
+      text = ch;
+      strip->apply(text);
+      want = mark[c] ? "" : classes["strip_accents"].contains(key) ? classes["strip_accents"][key].get<std::string>() : ch;
+      if (text != want) report("strip_accents", c, want, text);
+    }
+    want = classes["lowercase"].contains(key) ? classes["lowercase"][key].get<std::string>() : ch;
+    text = ch;
+    lower->apply(text);
+    if (text != want) {
+      if (is_unicode_assigned(c)) report("lowercase", c, want, text);
+      else ++unknown_to_utf8proc;  // a letter newer than utf8proc's Unicode
+    }
+    std::vector<Piece> pieces{{"a" + ch + "a", true}};
+    pre->apply(pieces);
+    std::string got;
+    for (const Piece& piece : pieces) got += "[" + piece.text + "]";
+    want = punctuation[c] ? "[a][" + ch + "][a]" : split[c] ? "[a][a]" : "[a" + ch + "a]";
+    if (got != want) report("BertPreTokenizer", c, want, got);
+  }
+  EXPECT_EQ(checked, 1112064u);
+  EXPECT_EQ(differing, 0u) << differing << " differences from HF tokenizers";
+  EXPECT_LT(unknown_to_utf8proc, 100u) << "lowercase mappings of letters utf8proc does not know";
+  std::printf("BERT character classes: %zu code points, %zu lowercase mappings newer than utf8proc skipped\n", checked,
+              unknown_to_utf8proc);
+}
 
 // Decoding gives back the text for the real tokenizers (polyglot deletes U+0CF1 by design).
 TEST(TokenizerRoundTrip, RealTokenizersDecodeToTheInput) {
@@ -313,13 +405,56 @@ TEST(TokenizerErrors, BrokenFilesNameTheFile) {
   expect_error({"merges.txt:3", "two tokens"});
   std::ofstream(dir / "merges.txt") << "#version: 0.2\na c\n";
   expect_error({"merge 0 'a c'", "missing from the vocab"});
-  std::ofstream(dir / "tokenizer.json") << R"({"model": {"type": "WordPiece", "vocab": {}}})";
-  expect_error({"tokenizer.json", "WordPiece"});
+  std::ofstream(dir / "tokenizer.json") << R"({"model": {"type": "Unigram", "vocab": []}})";
+  expect_error({"tokenizer.json: model", "'Unigram' is not supported"});
+  std::ofstream(dir / "tokenizer.json") << R"({"model": {"type": "WordPiece", "vocab": {"a": 0}}})";
+  expect_error({"tokenizer.json: model", "WordPiece's unk_token '[UNK]' is not in the vocab (1 entries)"});
+  std::ofstream(dir / "tokenizer.json")
+      << R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}, "max_input_chars_per_word": -1}})";
+  expect_error({"tokenizer.json: model.max_input_chars_per_word", "non-negative integer"});
+  std::ofstream(dir / "tokenizer.json")
+      << R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}, "normalizer": {"type": "BertNormalizer", "lowercase": 1}})";
+  expect_error({"tokenizer.json"});
   std::ofstream(dir / "tokenizer.json")
       << R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "Whitespace"}})";
   expect_error({"tokenizer.json: pre_tokenizer", "unsupported type 'Whitespace'"});
   std::ofstream(dir / "tokenizer.json") << R"({"model": {"type": "BPE", "vocab": {"a": 0}, )";
   expect_error({"tokenizer.json:1"});
+  fs::remove_all(dir);
+}
+
+// vocab.txt: read as BertTokenizer only where transformers does, with its line numbers in errors.
+TEST(TokenizerErrors, WordPieceVocabTxt) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("lorakit_test_vocab_{}", ::getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const auto expect_error = [&](const std::vector<std::string>& pieces) {
+    try {
+      load_tokenizer(dir.string());
+      ADD_FAILURE() << "no error; expected " << pieces[0];
+    } catch (const lorakit::Error& e) {
+      for (const auto& piece : pieces) EXPECT_CONTAINS(std::string(e.what()), piece);
+    }
+  };
+  std::ofstream(dir / "vocab.txt", std::ios::binary) << "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n##s\n";
+  expect_error({"vocab.txt", "BertTokenizer", "found tokenizer_class ''", "hint:"});  // transformers refuses it too
+  std::ofstream(dir / "config.json") << R"({"model_type": "llama"})";
+  expect_error({"vocab.txt", "model_type bert, electra or distilbert"});
+  std::ofstream(dir / "config.json") << R"({"model_type": "electra"})";
+  const Tokenizer tokenizer = load_tokenizer(dir.string());
+  EXPECT_EQ(tokenizer.encode("Hellos HELLO x", true), (std::vector<int32_t>{2, 5, 6, 5, 1, 3}));
+  EXPECT_EQ(tokenizer.decode(std::vector<int32_t>{2, 5, 6, 5, 3}, true), "hellos hello");
+  EXPECT_EQ(tokenizer.special().pad, std::optional<int32_t>(0));
+  EXPECT_EQ(tokenizer.special().unk, std::optional<int32_t>(1));
+  EXPECT_CONTAINS(tokenizer.source(), "BertTokenizer: model_type electra");
+  std::ofstream(dir / "vocab.txt", std::ios::binary) << "[PAD]\n[UNK]\nok\n\xFF" "bad\n";
+  expect_error({"vocab.txt:4", "invalid UTF-8"});
+  std::ofstream(dir / "vocab.txt", std::ios::binary) << "[PAD]\nhello\n";
+  expect_error({"vocab.txt", "unk_token '[UNK]' is not in the vocab"});
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream(dir / "config.json") << "{}";
+  expect_error({"no tokenizer files", "vocab.txt"});
   fs::remove_all(dir);
 }
 

@@ -1,4 +1,6 @@
-// load_tokenizer: which files a model directory has, and how each format becomes TokenizerParts.
+// load_tokenizer: which files a model directory has, and how each format becomes TokenizerParts,
+// including the classes transformers 5 rebuilds around a file's vocabulary (LlamaTokenizer,
+// BertTokenizer) instead of running its tokenizer.json as written.
 #include <filesystem>
 #include <fstream>
 
@@ -14,10 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-// How far past the vocabulary's size a token id may lie (real files have ids 0..size-1, sometimes
-// with a few holes).
-constexpr size_t kMaxIdGap = 1 << 20;
 
 class BpeModel : public Model {
  public:
@@ -153,6 +151,76 @@ json bos_eos_template(const json& config, bool default_bos, const std::vector<Ad
   return {{"type", "TemplateProcessing"}, {"single", single}, {"special_tokens", specials}};
 }
 
+// Which directories transformers 5 loads as BertTokenizer (models/auto/tokenization_auto.py): a
+// tokenizer_class of BertTokenizer, ElectraTokenizer or DistilBertTokenizer (aliases there, "Fast" or
+// not), or, with no tokenizer_class, config.json's model_type bert, electra or distilbert. Returns
+// what decided it, for messages; "" for any other directory.
+std::string bert_tokenizer_reason(const fs::path& dir, const json& config) {
+  std::string name = optional_string(config, "tokenizer_class");
+  if (!name.empty()) {
+    if (name.ends_with("Fast")) name.resize(name.size() - 4);
+    return name == "BertTokenizer" || name == "ElectraTokenizer" || name == "DistilBertTokenizer" ? name : "";
+  }
+  if (!fs::exists(dir / "config.json")) return "";
+  const std::string model_type = optional_string(JsonReader::parse_file((dir / "config.json").string()), "model_type");
+  return model_type == "bert" || model_type == "electra" || model_type == "distilbert" ? "model_type " + model_type : "";
+}
+
+// BertTokenizer's special tokens and its defaults for them (models/bert/tokenization_bert.py), in
+// the order transformers adds the missing ones.
+constexpr std::pair<const char*, const char*> kBertSpecialTokens[] = {
+    {"unk_token", "[UNK]"}, {"sep_token", "[SEP]"}, {"pad_token", "[PAD]"}, {"cls_token", "[CLS]"}, {"mask_token", "[MASK]"}};
+
+// transformers 5's BertTokenizer builds its pipeline from tokenizer_config.json's kwargs, whatever
+// tokenizer.json says: BertNormalizer(clean_text, handle_chinese_chars = tokenize_chinese_chars
+// (true), strip_accents (null: as lowercase), lowercase = do_lower_case (true)), BertPreTokenizer,
+// WordPiece with the default "##" and 100 characters a word, the WordPiece decoder. Of a
+// tokenizer.json it keeps only the vocabulary and the added tokens. Fills in the special token names.
+json bert_pipeline(json& config) {
+  for (const auto& [key, name] : kBertSpecialTokens)
+    if (special_token_name(config, key).empty()) config[key] = name;
+  const auto flag = [&](const char* key, bool fallback) {
+    return config.contains(key) && config[key].is_boolean() ? config[key].get<bool>() : fallback;
+  };
+  const bool lowercase = flag("do_lower_case", true);
+  return {{"normalizer", {{"type", "BertNormalizer"}, {"clean_text", true},
+                          {"handle_chinese_chars", flag("tokenize_chinese_chars", true)},
+                          {"strip_accents", flag("strip_accents", lowercase)}, {"lowercase", lowercase}}},
+          {"pre_tokenizer", {{"type", "BertPreTokenizer"}}},
+          {"decoder", {{"type", "WordPiece"}, {"prefix", "##"}, {"cleanup", true}}}};
+}
+
+// BertTokenizer's special tokens (bos/eos too when the config names them) become special added
+// tokens unless they already are; one missing from the vocabulary gets the next free id, as HF's
+// AddedVocabulary gives it. Then the template "[CLS] $A [SEP]".
+void add_bert_special_tokens(TokenizerParts& parts, const json& config, const std::string& where) {
+  int64_t next = parts.model->size();
+  for (const AddedToken& t : parts.added_tokens) next = std::max<int64_t>(next, t.id + 1);
+  const auto add = [&](const char* key) -> std::optional<int32_t> {
+    const std::string name = special_token_name(config, key);
+    if (name.empty()) return std::nullopt;
+    for (const AddedToken& t : parts.added_tokens)
+      if (t.content == name) return t.id;
+    const auto id = parts.model->token_to_id(name);
+    const int32_t token_id = id ? *id : static_cast<int32_t>(next++);
+    parts.added_tokens.push_back({token_id, name, false, false, false, false, true});
+    return token_id;
+  };
+  add("bos_token");
+  add("eos_token");
+  std::optional<int32_t> cls, sep;
+  for (const auto& [key, name] : kBertSpecialTokens) {
+    const auto id = add(key);
+    if (std::string_view(key) == "cls_token") cls = id;
+    if (std::string_view(key) == "sep_token") sep = id;
+  }
+  // HF falls back to ids 2 and 3 when the names have none.
+  parts.post_processor = make_post_processor(
+      {{"type", "BertProcessing"}, {"cls", {special_token_name(config, "cls_token"), cls.value_or(2)}},
+       {"sep", {special_token_name(config, "sep_token"), sep.value_or(3)}}},
+      where);
+}
+
 // transformers 5 does not run a LlamaTokenizer's tokenizer.json as written: the class rebuilds the
 // pipeline around the file's BPE vocabulary and merges (models/llama/tokenization_llama.py): no
 // normalizer, Metaspace with prepend_scheme "first" ("always" for legacy: true, "never" for
@@ -179,26 +247,64 @@ Tokenizer from_tokenizer_json(const fs::path& dir) {
   const std::string where = (dir / "tokenizer.json").string();
   json spec = JsonReader::parse_file(where);
   if (!spec.contains("model")) fail("{}: no \"model\" object; is this a Hugging Face tokenizer.json?", where);
-  const json config = read_tokenizer_config(dir);
+  json config = read_tokenizer_config(dir);
   const std::string tokenizer_class = config.contains("tokenizer_class") && config["tokenizer_class"].is_string()
                                           ? config["tokenizer_class"].get<std::string>()
                                           : "";
+  const std::string model_type = spec["model"].is_object() ? spec["model"].value("type", "") : "";
   TokenizerParts parts;
   parts.source = where;
-  if ((tokenizer_class == "LlamaTokenizer" || tokenizer_class == "LlamaTokenizerFast") && spec["model"].is_object() &&
-      spec["model"].value("type", "") == "BPE") {
+  if ((tokenizer_class == "LlamaTokenizer" || tokenizer_class == "LlamaTokenizerFast") && model_type == "BPE") {
     rebuild_as_llama_tokenizer(spec, config);
     parts.source += " (as transformers rebuilds a LlamaTokenizer)";
   }
-  parts.model = make_bpe_model(spec["model"], where + ": model");
+  const std::string bert = model_type == "WordPiece" ? bert_tokenizer_reason(dir, config) : "";
+  if (!bert.empty()) {  // BertTokenizer: the file's vocabulary and added tokens, the rest from the config
+    json pipeline = bert_pipeline(config);
+    spec["model"] = {{"type", "WordPiece"}, {"vocab", std::move(spec["model"]["vocab"])},
+                     {"unk_token", special_token_name(config, "unk_token")}};
+    for (const char* stage : {"normalizer", "pre_tokenizer", "decoder"}) spec[stage] = std::move(pipeline[stage]);
+    parts.source += " (as transformers rebuilds a BertTokenizer: " + bert + ")";
+  }
+  parts.model = model_type == "WordPiece" ? make_wordpiece_model(spec["model"], where + ": model")
+                                          : make_bpe_model(spec["model"], where + ": model");
   if (spec.contains("added_tokens"))
     for (const json& t : spec["added_tokens"])
       parts.added_tokens.push_back(added_token_from_json(t, json_id(t.at("id"), where + ": added_tokens")));
   add_config_tokens(config, parts.added_tokens);
   parts.normalizer = make_normalizer(spec.value("normalizer", json()), where + ": normalizer");
   parts.pre_tokenizer = make_pre_tokenizer(spec.value("pre_tokenizer", json()), where + ": pre_tokenizer");
-  parts.post_processor = make_post_processor(spec.value("post_processor", json()), where + ": post_processor");
+  if (bert.empty())
+    parts.post_processor = make_post_processor(spec.value("post_processor", json()), where + ": post_processor");
+  else
+    add_bert_special_tokens(parts, config, where);
   parts.decoder = make_decoder(spec.value("decoder", json()), where + ": decoder");
+  finish(parts, config, dir);
+  return Tokenizer(std::move(parts));
+}
+
+// vocab.txt alone (KoELECTRA, bert-base-* before tokenizer.json): transformers 5 builds a
+// BertTokenizer from it and tokenizer_config.json, and refuses the directory when neither
+// tokenizer_class nor model_type names a BERT-style tokenizer.
+Tokenizer from_wordpiece_vocab(const fs::path& dir) {
+  const std::string path = (dir / "vocab.txt").string();
+  json config = read_tokenizer_config(dir);
+  const std::string bert = bert_tokenizer_reason(dir, config);
+  if (bert.empty())
+    fail("{}: lorakit reads vocab.txt as transformers' BertTokenizer does, for tokenizer_class BertTokenizer, "
+         "ElectraTokenizer or DistilBertTokenizer in tokenizer_config.json or, without one, model_type bert, electra or "
+         "distilbert in config.json; found tokenizer_class '{}'; hint: if this is a BERT WordPiece vocabulary, set "
+         "\"tokenizer_class\": \"BertTokenizer\" in tokenizer_config.json",
+         path, optional_string(config, "tokenizer_class"));
+  const json pipeline = bert_pipeline(config);
+  TokenizerParts parts;
+  parts.source = path + " (BertTokenizer: " + bert + ")";
+  parts.model = make_wordpiece_model(read_wordpiece_vocab(path), {special_token_name(config, "unk_token")}, path);
+  add_config_tokens(config, parts.added_tokens);
+  parts.normalizer = make_normalizer(pipeline["normalizer"], path);
+  parts.pre_tokenizer = make_pre_tokenizer(pipeline["pre_tokenizer"], path);
+  parts.decoder = make_decoder(pipeline["decoder"], path);
+  add_bert_special_tokens(parts, config, path);
   finish(parts, config, dir);
   return Tokenizer(std::move(parts));
 }
@@ -300,8 +406,8 @@ std::unique_ptr<Model> make_bpe_model(StringMap<int32_t> vocab,
 std::unique_ptr<Model> make_bpe_model(const json& spec, const std::string& where) {
   const std::string type = spec.value("type", "BPE");
   if (type != "BPE")
-    fail("{}: model type '{}' is not supported yet (lorakit reads BPE tokenizer.json files; "
-         "WordPiece/Unigram/WordLevel are not implemented)", where, type);
+    fail("{}: model type '{}' is not supported yet (lorakit reads BPE and WordPiece tokenizer.json files; "
+         "Unigram/WordLevel are not implemented)", where, type);
   if (spec.contains("dropout") && spec["dropout"].is_number() && spec["dropout"].get<double>() > 0)
     fail("{}: BPE dropout {} makes tokenization random; lorakit needs dropout null or 0", where,
          spec["dropout"].get<double>());
@@ -340,7 +446,7 @@ class NoVocabulary final : public Model {
 
 bool has_tokenizer_files(const fs::path& dir) {
   return fs::exists(dir / "tokenizer.json") || (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt")) ||
-         fs::exists(dir / "tokenizer.model");
+         fs::exists(dir / "tokenizer.model") || fs::exists(dir / "vocab.txt");
 }
 
 }  // namespace
@@ -373,9 +479,11 @@ Tokenizer load_tokenizer(const std::string& model_dir) {
     return with_json_errors((dir / "vocab.json").string(), [&] { return from_gpt2_files(dir); });
   if (fs::exists(dir / "tokenizer.model"))
     return with_json_errors((dir / "tokenizer_config.json").string(), [&] { return from_sentencepiece(dir); });
+  if (fs::exists(dir / "vocab.txt"))
+    return with_json_errors((dir / "tokenizer_config.json").string(), [&] { return from_wordpiece_vocab(dir); });
   std::string files;
   for (const auto& entry : fs::directory_iterator(dir)) files += (files.empty() ? "" : ", ") + entry.path().filename().string();
-  fail("{}: no tokenizer files (expected tokenizer.json, vocab.json + merges.txt, or tokenizer.model); "
+  fail("{}: no tokenizer files (expected tokenizer.json, vocab.json + merges.txt, tokenizer.model, or vocab.txt); "
        "found: {}", model_dir, files.empty() ? "nothing" : files);
 }
 

@@ -106,6 +106,44 @@ struct Prepend : Normalizer {
   }
 };
 
+// BertNormalizer (normalizers/bert.rs), its steps in HF's order. Its character classes are HF's
+// (bert_tables.h), so a character Unicode assigned after version 8 is neither dropped nor stripped.
+struct BertNormalizer : Normalizer {
+  bool clean_text, handle_chinese_chars, strip_accents, lowercase;
+  BertNormalizer(bool clean, bool chinese, bool strip, bool lower)
+      : clean_text(clean), handle_chinese_chars(chinese), strip_accents(strip), lowercase(lower) {}
+  void apply(std::string& text) const override {
+    if (clean_text || handle_chinese_chars) {
+      std::string out;
+      out.reserve(text.size() + text.size() / 2);
+      for (size_t pos = 0, n; pos < text.size(); pos += n) {
+        n = utf8_length(static_cast<unsigned char>(text[pos]));
+        const char32_t c = utf8_decode(text, pos);
+        if (clean_text && is_bert_control(c)) continue;  // "\t \n \r" are not controls here
+        if (clean_text && is_unicode_whitespace(c)) {
+          out.push_back(' ');
+        } else if (handle_chinese_chars && is_cjk_ideograph(c)) {
+          out.push_back(' ');
+          out.append(text, pos, n);
+          out.push_back(' ');
+        } else {
+          out.append(text, pos, n);
+        }
+      }
+      text = std::move(out);
+    }
+    if (strip_accents) {  // NFD, then drop nonspacing marks; NFD splits a Hangul syllable into its jamo
+      const std::string decomposed = normalize(text, NormalForm::NFD);
+      text.clear();
+      for (size_t pos = 0, n; pos < decomposed.size(); pos += n) {
+        n = utf8_length(static_cast<unsigned char>(decomposed[pos]));
+        if (!is_bert_nonspacing_mark(utf8_decode(decomposed, pos))) text.append(decomposed, pos, n);
+      }
+    }
+    if (lowercase) text = to_lower(text);
+  }
+};
+
 struct NormalizerSequence : Normalizer {
   std::vector<std::unique_ptr<Normalizer>> stages;
   std::string where;
@@ -219,6 +257,40 @@ struct Digits : PreTokenizer {
         out.push_back({std::move(text), first});
         first = false;
       }
+    }
+    pieces = std::move(out);
+  }
+};
+
+// BertPreTokenizer (pre_tokenizers/bert.rs): split on whitespace (dropped), then every punctuation
+// character (ASCII punctuation, symbols like $ + < = > ^ ` | ~ included, or Unicode P* as of
+// Unicode 8) is a piece of its own.
+struct BertPre : PreTokenizer {
+  void apply(std::vector<Piece>& pieces) const override {
+    std::vector<Piece> out;
+    out.reserve(pieces.size() * 4);
+    for (const Piece& piece : pieces) {
+      const std::string& text = piece.text;
+      bool first = piece.first;
+      const auto emit = [&](size_t begin, size_t end) {
+        if (end <= begin) return;
+        out.push_back({text.substr(begin, end - begin), first});
+        first = false;
+      };
+      size_t word = 0;
+      for (size_t pos = 0, n; pos < text.size(); pos += n) {
+        n = utf8_length(static_cast<unsigned char>(text[pos]));
+        const char32_t c = utf8_decode(text, pos);
+        if (is_unicode_whitespace(c)) {
+          emit(word, pos);
+          word = pos + n;
+        } else if (is_bert_punctuation(c)) {
+          emit(word, pos);
+          emit(pos, pos + n);
+          word = pos + n;
+        }
+      }
+      emit(word, text.size());
     }
     pieces = std::move(out);
   }
@@ -385,6 +457,42 @@ struct StripDecoder : Decoder {
   }
 };
 
+// The WordPiece decoder (decoders/wordpiece.rs): a token after the first loses its prefix, or gets
+// a space in front; `cleanup` then tidies each token on its own (so "don ' t" keeps its spaces).
+struct WordPieceDecoder : Decoder {
+  std::string prefix;
+  bool cleanup;
+  static void replace_all(std::string& text, std::string_view from, std::string_view to) {
+    std::string out;
+    size_t last = 0, at;
+    while ((at = text.find(from, last)) != std::string::npos) {
+      out.append(text, last, at - last);
+      out += to;
+      last = at + from.size();
+    }
+    if (last == 0) return;
+    out.append(text, last);
+    text = std::move(out);
+  }
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
+    static const std::pair<std::string_view, std::string_view> kCleanup[] = {
+        {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
+        {" 'm", "'m"}, {" do not", " don't"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      std::string& token = tokens[i];
+      if (i != 0) {
+        if (token.starts_with(prefix))
+          token.erase(0, prefix.size());
+        else
+          token.insert(0, " ");
+      }
+      if (cleanup)
+        for (const auto& [from, to] : kCleanup) replace_all(token, from, to);
+    }
+    return tokens;
+  }
+};
+
 struct DecoderSequence : Decoder {
   std::vector<std::unique_ptr<Decoder>> stages;
   std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
@@ -479,6 +587,12 @@ std::unique_ptr<Normalizer> make_normalizer(const json& spec, const std::string&
     return std::make_unique<Replace>(pattern_regex(spec.at("pattern"), where + ".pattern"),
                                      spec.at("content").get<std::string>());
   if (type == "Prepend") return std::make_unique<Prepend>(spec.at("prepend").get<std::string>());
+  if (type == "BertNormalizer") {
+    const bool lowercase = get_or(spec, "lowercase", true);
+    // strip_accents null follows lowercase, as in BERT's original tokenizer.
+    return std::make_unique<BertNormalizer>(get_or(spec, "clean_text", true), get_or(spec, "handle_chinese_chars", true),
+                                            get_or(spec, "strip_accents", lowercase), lowercase);
+  }
   if (type == "Sequence") {
     auto sequence = std::make_unique<NormalizerSequence>();
     sequence->where = where;
@@ -488,7 +602,7 @@ std::unique_ptr<Normalizer> make_normalizer(const json& spec, const std::string&
         sequence->stages.push_back(std::move(stage));
     return sequence;
   }
-  unsupported(where, type, "NFC, NFD, NFKC, NFKD, Lowercase, Strip, Replace, Prepend, Sequence");
+  unsupported(where, type, "NFC, NFD, NFKC, NFKD, Lowercase, Strip, Replace, Prepend, BertNormalizer, Sequence");
 }
 
 std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& spec, const std::string& where) {
@@ -506,6 +620,7 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& spec, const std::st
     return std::make_unique<Metaspace>(one_character(spec, "replacement", "\xE2\x96\x81", where),
                                        metaspace_scheme(spec), get_or(spec, "split", true), where);
   if (type == "Digits") return std::make_unique<Digits>(get_or(spec, "individual_digits", false), where);
+  if (type == "BertPreTokenizer") return std::make_unique<BertPre>();
   if (type == "Sequence") {
     auto sequence = std::make_unique<PreTokenizerSequence>();
     const json& list = spec.at("pretokenizers");
@@ -514,7 +629,7 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& spec, const std::st
         sequence->stages.push_back(std::move(stage));
     return sequence;
   }
-  unsupported(where, type, "ByteLevel, Split, Metaspace, Digits, Sequence");
+  unsupported(where, type, "ByteLevel, Split, Metaspace, Digits, BertPreTokenizer, Sequence");
 }
 
 std::unique_ptr<PostProcessor> make_post_processor(const json& spec, const std::string& where) {
@@ -580,6 +695,12 @@ std::unique_ptr<Decoder> make_decoder(const json& spec, const std::string& where
   }
   if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
   if (type == "Fuse") return std::make_unique<FuseDecoder>();
+  if (type == "WordPiece") {
+    auto decoder = std::make_unique<WordPieceDecoder>();
+    decoder->prefix = get_or<std::string>(spec, "prefix", "##");
+    decoder->cleanup = get_or(spec, "cleanup", true);
+    return decoder;
+  }
   if (type == "Strip") {
     auto decoder = std::make_unique<StripDecoder>();
     decoder->content = one_character(spec, "content", "", where);
@@ -595,7 +716,7 @@ std::unique_ptr<Decoder> make_decoder(const json& spec, const std::string& where
         sequence->stages.push_back(std::move(stage));
     return sequence;
   }
-  unsupported(where, type, "ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, Sequence");
+  unsupported(where, type, "ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, WordPiece, Sequence");
 }
 
 }  // namespace lorakit::tokenizers

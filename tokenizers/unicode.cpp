@@ -1,8 +1,12 @@
 #include "tokenizers/unicode.h"
 
+#include <algorithm>
+#include <iterator>
+
 #include <utf8proc.h>
 
 #include "core/error.h"
+#include "tokenizers/bert_tables.h"
 
 namespace lorakit::tokenizers {
 namespace {
@@ -41,6 +45,13 @@ bool in_ranges(char32_t c, std::initializer_list<std::pair<char32_t, char32_t>> 
   for (const auto& [lo, hi] : ranges)
     if (c >= lo && c <= hi) return true;
   return false;
+}
+
+template <size_t N>
+bool in_table(char32_t c, const bert_tables::Range (&table)[N]) {
+  const auto* it = std::upper_bound(std::begin(table), std::end(table), c,
+                                    [](char32_t value, const bert_tables::Range& r) { return value < r.first; });
+  return it != std::begin(table) && c <= (it - 1)->last;
 }
 
 }  // namespace
@@ -134,8 +145,15 @@ std::string normalize(std::string_view text, NormalForm form) {
 std::string to_lower(std::string_view text) {
   std::string out;
   out.reserve(text.size());
-  for (size_t pos = 0; pos < text.size(); pos += utf8_length(static_cast<unsigned char>(text[pos])))
-    utf8_append(out, static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(utf8_decode(text, pos)))));
+  for (size_t pos = 0; pos < text.size(); pos += utf8_length(static_cast<unsigned char>(text[pos]))) {
+    const char32_t c = utf8_decode(text, pos);
+    // The one unconditional multi-character lowercase mapping (SpecialCasing.txt), which Rust applies.
+    if (c == 0x130) {
+      out += "i\xCC\x87";
+      continue;
+    }
+    utf8_append(out, static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c))));
+  }
   return out;
 }
 
@@ -163,6 +181,15 @@ bool is_alphanumeric(char32_t c) {
       return false;
   }
 }
+
+bool is_unicode_assigned(char32_t c) {
+  return utf8proc_category(static_cast<utf8proc_int32_t>(c)) != UTF8PROC_CATEGORY_CN;
+}
+
+bool is_bert_control(char32_t c) { return in_table(c, bert_tables::kControl); }
+bool is_cjk_ideograph(char32_t c) { return in_table(c, bert_tables::kCjkIdeograph); }
+bool is_bert_nonspacing_mark(char32_t c) { return in_table(c, bert_tables::kNonspacingMark); }
+bool is_bert_punctuation(char32_t c) { return in_table(c, bert_tables::kPunctuation); }
 
 std::string python_strip(std::string_view text) {
   size_t begin = 0, end = text.size();

@@ -1,6 +1,7 @@
 // UTF-8 helpers the tokenizers need: validation with the offending byte offset, lossy decoding the
-// way Rust's String::from_utf8_lossy does it (HF's decoders), Unicode normalization forms (utf8proc)
-// and Python's notion of whitespace (for templates that call str.strip()).
+// way Rust's String::from_utf8_lossy does it (HF's decoders), Unicode normalization forms (utf8proc),
+// Python's notion of whitespace (for templates that call str.strip()) and the character classes of
+// HF's BERT normalizer and pre-tokenizer.
 #pragma once
 
 #include <cstddef>
@@ -30,11 +31,20 @@ void utf8_append(std::string& out, char32_t code_point);
 
 enum class NormalForm { NFC, NFD, NFKC, NFKD };
 std::string normalize(std::string_view text, NormalForm form);
-std::string to_lower(std::string_view text);  // per code point, Unicode simple lowercase
+// Per code point, as Rust's char::to_lowercase: the simple mapping, except U+0130 (İ) -> "i\u0307".
+std::string to_lower(std::string_view text);
 
 bool is_python_space(char32_t c);            // str.isspace()
 std::string python_strip(std::string_view text);  // str.strip()
 bool is_unicode_whitespace(char32_t c);      // Rust's char::is_whitespace
 bool is_alphanumeric(char32_t c);            // Rust's char::is_alphanumeric
+bool is_unicode_assigned(char32_t c);        // utf8proc's tables (its Unicode version) know it
+
+// HF tokenizers' BertNormalizer / BertPreTokenizer classes (normalizers/bert.rs, pre_tokenizers/bert.rs),
+// from the Unicode 8 tables HF uses (bert_tables.h), not utf8proc's newer ones.
+bool is_bert_control(char32_t c);          // clean_text drops it: NUL, U+FFFD, Cc/Cf/Co except \t \n \r
+bool is_cjk_ideograph(char32_t c);         // handle_chinese_chars surrounds it with spaces
+bool is_bert_nonspacing_mark(char32_t c);  // strip_accents drops it after NFD (Mn)
+bool is_bert_punctuation(char32_t c);      // BertPreTokenizer isolates it: ASCII punctuation or P*
 
 }  // namespace lorakit::tokenizers
