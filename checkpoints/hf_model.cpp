@@ -3,10 +3,12 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "checkpoints/safetensors.h"
 #include "core/error.h"
 #include "core/format.h"
+#include "core/json_reader.h"
 
 namespace lorakit {
 
@@ -105,7 +107,7 @@ std::vector<std::string> stored_4bit_suffixes(const FileIndex& index, const std:
   return suffixes;
 }
 
-WeightCheck check_index(CausalLM& model, const FileIndex& index) {
+WeightCheck check_index(Model& model, const FileIndex& index) {
   struct Checker : ParamVisitor {
     const FileIndex& index;
     WeightCheck check;
@@ -150,16 +152,10 @@ WeightCheck check_index(CausalLM& model, const FileIndex& index) {
 
 }  // namespace
 
-WeightCheck check_weights(CausalLM& model, const HfModelDir& hf) { return check_index(model, index_files(hf)); }
+WeightCheck check_weights(Model& model, const HfModelDir& hf) { return check_index(model, index_files(hf)); }
 
-std::unique_ptr<CausalLM> load_hf_model(const fs::path& dir, const LoadOptions& options) {
-  HfModelDir hf = open_hf_model_dir(dir);
-  std::unique_ptr<CausalLM> model = create_model(JsonReader(hf.config, hf.config_path.string()));
-  if (hf.weight_files.empty())
-    fail("{}: no weights (expected model.safetensors or model.safetensors.index.json)", dir.string());
-  FileIndex index = index_files(hf);
-  WeightCheck check = check_index(*model, index);
-  if (!check.ok()) throw Error(check.problems(dir.string()));
+// Fills `model` from the checked files (tensors the check found missing are left undefined).
+static void fill_model(Model& model, const fs::path& dir, const HfModelDir& hf, const FileIndex& index, const LoadOptions& options) {
 
   // The compute dtype of 4-bit Linears: the option, else the checkpoint's own quantization_config
   // (as transformers reads it), else the model dtype.
@@ -172,7 +168,7 @@ std::unique_ptr<CausalLM> load_hf_model(const fs::path& dir, const LoadOptions& 
       compute_dtype = name == "bfloat16" ? at::kBFloat16 : name == "float16" ? at::kHalf : at::kFloat;
     }
   }
-  const std::string model_type = model->summary().model_type;
+  const std::string model_type = model.summary().model_type;
   if (options.quantize.enabled()) {
     if (options.quantize.type != "nf4" && options.quantize.type != "fp4")
       fail("model.quantization '{}': expected nf4, fp4 or none", options.quantize.type);
@@ -187,8 +183,9 @@ std::unique_ptr<CausalLM> load_hf_model(const fs::path& dir, const LoadOptions& 
     at::ScalarType compute_dtype;
     Filler(const FileIndex& i, const LoadOptions& o, at::ScalarType c) : index(i), options(o), compute_dtype(c) {}
     void tensor(const std::string& name, at::Tensor& slot, const std::vector<int64_t>&) override {
-      const auto& [file, entry] = index.entries.at(name);
-      slot = file->read(name, options.dtype, options.device);
+      const auto it = index.entries.find(name);
+      if (it == index.entries.end()) return;  // a classifier head the checkpoint lacks
+      slot = it->second.first->read(name, options.dtype, options.device);
     }
     void linear(const std::string& name, Linear& l) override {
       const std::string weight = name + ".weight";
@@ -216,9 +213,73 @@ std::unique_ptr<CausalLM> load_hf_model(const fs::path& dir, const LoadOptions& 
     bool skipped(const std::string& name) const { return quant::is_skipped(name, options.quantize.skip_modules); }
     bool weight_4bit_on_cpu() const { return options.device.is_cpu(); }
   } filler(index, options, compute_dtype);
-  model->visit(filler);
+  model.visit(filler);
+}
+
+std::unique_ptr<CausalLM> load_hf_model(const fs::path& dir, const LoadOptions& options) {
+  HfModelDir hf = open_hf_model_dir(dir);
+  std::unique_ptr<CausalLM> model = create_model(JsonReader(hf.config, hf.config_path.string()));
+  if (hf.weight_files.empty())
+    fail("{}: no weights (expected model.safetensors or model.safetensors.index.json)", dir.string());
+  FileIndex index = index_files(hf);
+  WeightCheck check = check_index(*model, index);
+  if (!check.ok()) throw Error(check.problems(dir.string()));
+  fill_model(*model, dir, hf, index, options);
   return model;
 }
+
+std::vector<std::string> classifier_labels(const HfModelDir& hf) {
+  const nlohmann::json& c = hf.config;
+  const bool classifier = c.contains("architectures") && c["architectures"].is_array() && !c["architectures"].empty() &&
+                          c["architectures"][0].is_string() &&
+                          c["architectures"][0].get<std::string>().ends_with("ForSequenceClassification");
+  if (!classifier || !c.contains("id2label") || !c["id2label"].is_object()) return {};
+  std::vector<std::string> labels(c["id2label"].size());
+  for (const auto& [key, value] : c["id2label"].items()) {
+    const int64_t id = parse_id(key, hf.config_path.string() + ": id2label");
+    if (id < 0 || id >= static_cast<int64_t>(labels.size()) || !value.is_string() || !labels[id].empty())
+      fail("{}: id2label must map the ids 0..{} to label names, found \"{}\": {}", hf.config_path.string(),
+           labels.size() - 1, key, value.dump());
+    labels[id] = value.get<std::string>();
+  }
+  return labels;
+}
+
+LoadedClassifier load_hf_classifier(const fs::path& dir, const LoadOptions& options, int64_t num_labels,
+                                    std::optional<int64_t> pad_token_id, uint64_t seed) {
+  HfModelDir hf = open_hf_model_dir(dir);
+  LoadedClassifier out;
+  out.model = create_classifier(JsonReader(hf.config, hf.config_path.string()), num_labels, pad_token_id);
+  if (hf.weight_files.empty())
+    fail("{}: no weights (expected model.safetensors or model.safetensors.index.json)", dir.string());
+  if (options.quantize.enabled()) fail("{}: 4-bit quantization of classifiers is not supported yet; hint: model.quantization: none", dir.string());
+  FileIndex index = index_files(hf);
+  WeightCheck check = check_index(*out.model, index);
+  // A base model has no head: every head tensor missing is expected (transformers initialises it).
+  const std::string head = out.model->head_module();
+  const auto in_head = [&](const std::string& name) { return name.starts_with(head + "."); };
+  const size_t head_missing = std::count_if(check.missing.begin(), check.missing.end(), in_head);
+  size_t head_tensors = 0;
+  struct Count : ParamVisitor {
+    std::function<void(const std::string&)> f;
+    void tensor(const std::string& name, at::Tensor&, const std::vector<int64_t>&) override { f(name); }
+  } count;
+  count.f = [&](const std::string& name) { head_tensors += in_head(name); };
+  out.model->visit(count);
+  if (head_missing == head_tensors) {
+    std::erase_if(check.missing, in_head);
+    out.head_initialized = true;
+  }
+  if (!check.ok())
+    throw Error(check.problems(dir.string()) +
+                (std::any_of(check.mismatched.begin(), check.mismatched.end(), in_head)
+                     ? fmt::format("; hint: the checkpoint's {} head has another number of labels than the {} here", head, num_labels)
+                     : ""));
+  fill_model(*out.model, dir, hf, index, options);
+  if (out.head_initialized) out.model->init_head(seed, options.device);
+  return out;
+}
+
 
 nlohmann::json bnb_4bit_quantization_config(const quant::QuantizeConfig& config, at::ScalarType compute_dtype,
                                             const std::string& output_layer) {

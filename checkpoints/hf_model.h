@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>
 
+#include "models/classifier.h"
 #include "models/model.h"
 #include "quant/bnb_4bit.h"
 
@@ -42,7 +44,7 @@ struct WeightCheck {
 
 // Compares the files' headers with the architecture without reading tensor data. A 4-bit Linear
 // weight counts as its packed tensor and statistics (their shapes are checked on load).
-WeightCheck check_weights(CausalLM& model, const HfModelDir& hf);
+WeightCheck check_weights(Model& model, const HfModelDir& hf);
 
 // config.json's quantization_config, as transformers writes it for a bitsandbytes 4-bit model;
 // `skip_modules` empty means transformers' default (the output layer only).
@@ -64,5 +66,20 @@ struct LoadOptions {
 // read, so the 16-bit model never sits in memory whole.
 
 std::unique_ptr<CausalLM> load_hf_model(const std::filesystem::path& dir, const LoadOptions& options);
+
+// A classifier's labels, in id order: config.json's id2label when the directory holds a trained
+// classifier (architectures *ForSequenceClassification), else empty.
+std::vector<std::string> classifier_labels(const HfModelDir& hf);
+
+struct LoadedClassifier {
+  std::unique_ptr<SequenceClassifier> model;
+  bool head_initialized = false;  // the checkpoint had no head (a base model): it was initialised from the seed
+};
+
+// The *ForSequenceClassification of the directory's model with `num_labels` labels: the backbone
+// from the checkpoint (its output layer or pre-training heads dropped, as transformers drops them),
+// the head from it too when it has one of that shape, else initialised as transformers does.
+LoadedClassifier load_hf_classifier(const std::filesystem::path& dir, const LoadOptions& options, int64_t num_labels,
+                                    std::optional<int64_t> pad_token_id, uint64_t seed);
 
 }  // namespace lorakit

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/json_reader.h"
+#include "models/classifier.h"
 
 namespace lorakit {
 namespace {
@@ -43,11 +44,12 @@ void save_peft_adapter(const fs::path& dir, const lora::LoraModel& lora, const s
   save_safetensors(tmp / "adapter_model.safetensors", tensors, {{"format", "pt"}});
   // Only keys that exist since PEFT 0.10, so every PEFT version loads it (architectures.md 4.10).
   nlohmann::json config = {
-      {"peft_type", "LORA"}, {"task_type", "CAUSAL_LM"}, {"base_model_name_or_path", base_model},
+      {"peft_type", "LORA"}, {"task_type", lora.config.task_type}, {"base_model_name_or_path", base_model},
       {"revision", nullptr}, {"inference_mode", true}, {"r", lora.config.r}, {"lora_alpha", lora.config.lora_alpha},
       {"lora_dropout", lora.config.lora_dropout}, {"target_modules", target_modules_json(lora.config.target_modules)},
       {"bias", "none"}, {"fan_in_fan_out", lora.fan_in_fan_out}, {"use_rslora", lora.config.use_rslora}, {"use_dora", false},
-      {"init_lora_weights", true}, {"modules_to_save", nullptr}, {"layers_to_transform", nullptr},
+      {"init_lora_weights", true},
+      {"modules_to_save", lora.config.modules_to_save.empty() ? nlohmann::json() : nlohmann::json(lora.config.modules_to_save)}, {"layers_to_transform", nullptr},
       {"layers_pattern", nullptr}, {"rank_pattern", nlohmann::json::object()},
       {"alpha_pattern", nlohmann::json::object()}, {"megatron_config", nullptr}, {"megatron_core", "megatron.core"},
       {"loftq_config", nlohmann::json::object()}, {"layer_replication", nullptr}};
@@ -73,6 +75,11 @@ lora::LoraConfig read_peft_adapter_config(const fs::path& dir) {
     out.lora_alpha = config.number("lora_alpha", 8);
     out.lora_dropout = config.number("lora_dropout", 0);
     out.use_rslora = config.boolean("use_rslora", false);
+    out.task_type = json.contains("task_type") && json["task_type"].is_string() ? json["task_type"].get<std::string>() : "";
+    if (!out.task_type.empty() && out.task_type != "CAUSAL_LM" && out.task_type != "SEQ_CLS")
+      fail("{}: task_type '{}' is not supported (lorakit reads CAUSAL_LM and SEQ_CLS adapters)", path.string(), out.task_type);
+    if (json.contains("modules_to_save") && json["modules_to_save"].is_array())
+      out.modules_to_save = config.string_list("modules_to_save");
     const auto& targets = json.contains("target_modules") ? json["target_modules"] : nlohmann::json();
     if (targets.is_string())
       out.target_modules.regex = targets.get<std::string>();
@@ -142,7 +149,7 @@ void check_adapter_rank(const fs::path& dir, int64_t r) {
 
 }  // namespace
 
-lora::LoraModel apply_peft_adapter(CausalLM& model, const std::filesystem::path& dir) {
+lora::LoraModel apply_peft_adapter(Model& model, const std::filesystem::path& dir) {
   return with_json_errors(dir.string(), [&]() -> lora::LoraModel {
     lora::LoraConfig config = read_peft_adapter_config(dir);
     const nlohmann::json adapter_config = JsonReader::parse_file((dir / "adapter_config.json").string());
@@ -156,6 +163,14 @@ lora::LoraModel apply_peft_adapter(CausalLM& model, const std::filesystem::path&
         fail("{}: this adapter was trained on a {} model ({}), but the model here is {}; hint: pass the base model the "
              "adapter was trained on", dir.string(), base_type, base, model_type);
     }
+    const bool classifier = dynamic_cast<SequenceClassifier*>(&model) != nullptr;
+    if (config.task_type == "SEQ_CLS" && !classifier)
+      fail("{}: a SEQ_CLS adapter (a sequence classifier with its head), applied to a causal LM; hint: use it through a "
+           "classifier: task: sequence_classification in the recipe, or `lorakit eval` with the classifier's labels",
+           dir.string());
+    if (config.task_type == "CAUSAL_LM" && classifier)
+      fail("{}: a CAUSAL_LM adapter, applied to a sequence classifier; hint: pass a SEQ_CLS adapter (trained with "
+           "task: sequence_classification)", dir.string());
     check_adapter_rank(dir, config.r);
     lora::LoraModel lora = lora::inject_lora(model, config, 0);
     load_peft_adapter_weights(dir, lora);

@@ -16,7 +16,8 @@ namespace lorakit {
 void save_peft_adapter(const std::filesystem::path& dir, const lora::LoraModel& lora, const std::string& base_model,
                        bool overwrite = false);
 
-// adapter_config.json -> LoraConfig (errors name the file and key; only LoRA adapters).
+// adapter_config.json -> LoraConfig (errors name the file and key; only LoRA adapters). task_type
+// and modules_to_save come along: a SEQ_CLS adapter holds its classification head whole.
 lora::LoraConfig read_peft_adapter_config(const std::filesystem::path& dir);
 
 // Copies the adapter's tensors into `lora`'s parameters. Every adapter parameter must be in the file
@@ -27,6 +28,6 @@ void load_peft_adapter_weights(const std::filesystem::path& dir, lora::LoraModel
 // All of it for a model about to use an adapter: reads adapter_config.json, refuses an adapter whose
 // base_model_name_or_path is a local model of another model_type, injects and loads the weights, and
 // sets the adapters to inference (no dropout).
-lora::LoraModel apply_peft_adapter(CausalLM& model, const std::filesystem::path& dir);
+lora::LoraModel apply_peft_adapter(Model& model, const std::filesystem::path& dir);
 
 }  // namespace lorakit

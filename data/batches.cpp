@@ -19,7 +19,12 @@ int64_t loss_tokens_of(const std::vector<int32_t>& labels, size_t begin, size_t 
 Batch pad_batch(const std::vector<Example>& examples, int32_t pad_id) {
   std::vector<std::vector<const Example*>> rows;
   for (const Example& e : examples) rows.push_back({&e});
-  return pack_batch(rows, pad_id);
+  Batch batch = pack_batch(rows, pad_id);
+  if (!examples.empty() && examples.front().class_label >= 0) {
+    for (const Example& e : examples) batch.class_labels.push_back(e.class_label);
+    batch.loss_tokens = batch.rows;
+  }
+  return batch;
 }
 
 Batch pack_batch(const std::vector<std::vector<const Example*>>& rows, int32_t pad_id) {
@@ -185,6 +190,12 @@ Batch slice_rows(const Batch& batch, int64_t begin, int64_t end) {
   out.attention_mask = rows(batch.attention_mask);
   out.position_ids = rows(batch.position_ids);
   out.sequence_ids = rows(batch.sequence_ids);
+  if (!batch.class_labels.empty()) {
+    out.class_labels.assign(batch.class_labels.begin() + begin, batch.class_labels.begin() + end);
+    out.loss_tokens = out.rows;
+    out.examples = out.rows;
+    return out;
+  }
   for (int64_t r = 0; r < out.rows; ++r)
     for (int64_t c = 1; c < out.cols; ++c) out.loss_tokens += out.labels[r * out.cols + c] != kIgnoreIndex;  // as loss_tokens_of, row by row
   out.examples = batch.rows > 0 ? batch.examples * out.rows / batch.rows : 0;  // exact unless packed

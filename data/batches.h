@@ -33,8 +33,10 @@ struct BatchConfig {
 struct Batch {
   int64_t rows = 0, cols = 0;
   std::vector<int32_t> input_ids, labels, attention_mask, position_ids, sequence_ids;
+  std::vector<int32_t> class_labels;  // sequence classification: one label id per row, else empty
   int64_t examples = 0;
   int64_t loss_tokens = 0;  // shifted labels that are not -100: the tokens the loss averages over
+                            // (classification: the rows, one loss each)
   std::vector<size_t> lines;  // source line of each example, in order
 };
 

@@ -1,5 +1,8 @@
 #include "data/examples.h"
 
+#include <algorithm>
+#include <set>
+
 #include "core/error.h"
 #include "core/json_reader.h"
 
@@ -66,7 +69,7 @@ ExampleBuilder::ExampleBuilder(const tokenizers::Tokenizer& tokenizer, DataConfi
     fail("{}: choose exactly one data format: a text column, a prompt template with a response column, a "
          "messages column or an ids column", where_);
   if (!config_.prompt_template.empty()) {
-    if (config_.response_column.empty())
+    if (config_.response_column.empty() && config_.label_column.empty())
       fail("{}: a prompt template needs a response column (the text the model learns to write)", where_);
     prompt_.emplace(config_.prompt_template, where_ + ": prompt template");
   }
@@ -86,7 +89,10 @@ ExampleBuilder::ExampleBuilder(const tokenizers::Tokenizer& tokenizer, DataConfi
     eos_ = tokenizer.token_to_id(config_.eos_token);
     if (!eos_) fail("{}: eos token '{}' is not in the tokenizer's vocabulary ({})", where_, config_.eos_token, tokenizer.source());
   }
-  const bool wants_eos = config_.add_eos && config_.messages_column.empty() && config_.ids_column.empty();
+  if (classifies() && config_.text_column.empty() && config_.prompt_template.empty())
+    fail("{}: data.label_column needs the text to classify: data.text_column, or data.prompt_template (with its "
+         "{{column}} fields)", where_);
+  const bool wants_eos = config_.add_eos && config_.messages_column.empty() && config_.ids_column.empty() && !classifies();
   if (wants_eos && !eos_)
     fail("{}: the tokenizer ({}) names no eos_token to append; hint: name it (--eos-token '<|endoftext|>'), "
          "turn it off (--no-eos), or add eos_token to tokenizer_config.json", where_, tokenizer.source());
@@ -125,6 +131,29 @@ bool ExampleBuilder::selects(const Record& record, const std::string& path, std:
   return true;
 }
 
+std::string ExampleBuilder::label_of(const Record& record, const std::string& path) const {
+  const nlohmann::json& value = column(record, path, config_.label_column);
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_number_integer() || value.is_boolean()) return value.dump();
+  fail("{}:{}: column '{}' must be a label (text or an integer), found {}", path, record.line, config_.label_column,
+       value.is_null() ? "an empty value" : value.dump());
+}
+
+std::vector<std::string> collect_labels(RecordReader& reader, const ExampleBuilder& builder, const std::string& path) {
+  std::set<std::string> seen;
+  std::string skip_reason;
+  for (Record record; reader.next(record);)
+    if (builder.selects(record, path, skip_reason)) seen.insert(builder.label_of(record, path));
+  if (seen.empty()) fail("{}: no labels in column '{}' of the training rows", path, builder.config().label_column);
+  std::vector<std::string> labels(seen.begin(), seen.end());
+  const auto integer = [](const std::string& s) {
+    return !s.empty() && s.size() < 19 && std::all_of(s.begin() + (s[0] == '-'), s.end(), ::isdigit) && s != "-";
+  };
+  if (std::all_of(labels.begin(), labels.end(), integer))
+    std::sort(labels.begin(), labels.end(), [](const std::string& a, const std::string& b) { return std::stoll(a) < std::stoll(b); });
+  return labels;
+}
+
 std::pair<std::string, std::string> ExampleBuilder::prompt_and_response(const Record& record,
                                                                         const std::string& path) const {
   if (!prompt_) fail("{}: generation needs a prompt template and a response column", where_);
@@ -139,6 +168,7 @@ std::pair<std::string, std::string> ExampleBuilder::prompt_and_response(const Re
   } catch (const Error& e) {
     fail("{}:{}: {}", path, record.line, e.what());
   }
+  if (config_.response_column.empty()) return {prompt, ""};  // a classifier's input text
   return {prompt, text_column(record, path, config_.response_column)};
 }
 
@@ -160,6 +190,22 @@ std::optional<Example> ExampleBuilder::build(const Record& record, const std::st
         tokens.push_back(id.get<int32_t>());
       }
       append(example, tokens, true);
+    } else if (classifies()) {
+      // The text with the tokenizer's special tokens ([CLS] ... [SEP], or BOS), and the label's id.
+      const std::string text = config_.text_column.empty() ? prompt_and_response(record, path).first
+                                                           : text_column(record, path, config_.text_column);
+      if (text.empty()) {
+        skip_reason = "empty text";
+        return std::nullopt;
+      }
+      const std::string label = label_of(record, path);
+      const auto it = std::find(labels_.begin(), labels_.end(), label);
+      if (it == labels_.end())
+        fail("{}:{}: label '{}' (column '{}') is not one of the {} labels the classifier knows ({}); hint: every label "
+             "must occur in the training rows", path, record.line, label, config_.label_column, labels_.size(),
+             fmt::join(labels_, ", "));
+      example.class_label = static_cast<int32_t>(it - labels_.begin());
+      append(example, tokenizer_.encode(text, true), false);
     } else if (!config_.text_column.empty()) {
       const std::string text = text_column(record, path, config_.text_column);
       if (text.empty()) {
@@ -210,6 +256,7 @@ std::optional<Example> ExampleBuilder::build(const Record& record, const std::st
       cut(example.input_ids);
       cut(example.labels);
     }
+    if (classifies()) return example;
     // A next-token loss needs a trained label after the first position.
     const bool trained = example.labels.size() >= 2 &&
                          std::any_of(example.labels.begin() + 1, example.labels.end(),

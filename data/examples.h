@@ -27,6 +27,7 @@ struct DataConfig {
   std::string response_column;
   std::string messages_column;  // [{"role", "content"}, ...] rendered with the chat template
   std::string ids_column;       // JSONL: pre-tokenized rows, a list of token ids; every token is trained
+  std::string label_column;     // sequence classification: the label of each row's text
   bool train_on_prompt = false;
   bool add_eos = true;            // text and prompt/response formats
   std::string eos_token;          // overrides the tokenizer's eos_token (e.g. "<|endoftext|>")
@@ -55,6 +56,9 @@ void visit_fields(DataConfig& c, Visitor&& v) {
   v("response_column", c.response_column, "column the model learns to write after the prompt");
   v("messages_column", c.messages_column, "column of chat messages, rendered with the model's chat template");
   v("ids_column", c.ids_column, "JSONL column of token ids (pre-tokenized rows); every token is trained, nothing appended");
+  v("label_column", c.label_column,
+    "task: sequence_classification: the column of each row's label (text or integer); the labels are those of the "
+    "training rows, sorted (numerically when all are integers)");
   v("train_on_prompt", c.train_on_prompt, "take the loss on prompt (non-assistant) tokens too");
   v("add_eos", c.add_eos, "append the EOS token to each response");
   v("eos_token", c.eos_token, "EOS token to append (default: the tokenizer's eos_token)");
@@ -79,6 +83,7 @@ struct Example {
   int64_t prompt_tokens = 0;     // untrained tokens before truncation
   int64_t response_tokens = 0;   // trained tokens before truncation
   bool truncated = false;
+  int32_t class_label = -1;      // sequence classification: the label's id (labels all -100)
 };
 
 inline constexpr int32_t kIgnoreIndex = -100;
@@ -96,6 +101,14 @@ class ExampleBuilder {
   // The prompt text and the reference response of a prompt/response record (for generation).
   std::pair<std::string, std::string> prompt_and_response(const Record& record, const std::string& path) const;
 
+  // Sequence classification (data.label_column): the label names, in id order, that rows' labels map
+  // to; a row with another label is an error naming it. Set before build().
+  void set_labels(std::vector<std::string> labels) { labels_ = std::move(labels); }
+  const std::vector<std::string>& labels() const { return labels_; }
+  bool classifies() const { return !config_.label_column.empty(); }
+  // A record's label as text (a string as is, an integer or boolean as JSON writes it).
+  std::string label_of(const Record& record, const std::string& path) const;
+
   // Whether a record belongs to this builder's split (filter and validation rules only).
   bool selects(const Record& record, const std::string& path, std::string& skip_reason) const;
 
@@ -110,6 +123,11 @@ class ExampleBuilder {
   tokenizers::ChatFormat chat_format_ = tokenizers::ChatFormat::None;
   tokenizers::ChatOptions chat_options_;  // the tokenizer's BOS for templates that print it
   std::optional<int32_t> eos_;
+  std::vector<std::string> labels_;
 };
+
+// The distinct labels of the rows `builder` selects (data.label_column), sorted: numerically when
+// every label is an integer, else as text. No label at all is an error naming the file.
+std::vector<std::string> collect_labels(RecordReader& reader, const ExampleBuilder& builder, const std::string& path);
 
 }  // namespace lorakit::data

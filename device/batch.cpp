@@ -19,6 +19,10 @@ DeviceBatch to_device(const data::Batch& b, const c10::Device& device) {
     out.layout.position_ids = to(b.position_ids);
     out.layout.sequence_ids = to(b.sequence_ids);
   }
+  if (!b.class_labels.empty()) {
+    const at::Tensor host = at::from_blob(const_cast<int32_t*>(b.class_labels.data()), {b.rows}, at::kInt).to(at::kLong);
+    out.class_labels = device.is_cuda() ? host.pin_memory().to(device, /*non_blocking=*/true) : host;  // (B)
+  }
   out.layout.padded = std::find(b.attention_mask.begin(), b.attention_mask.end(), 0) != b.attention_mask.end();
   return out;
 }

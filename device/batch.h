@@ -15,6 +15,7 @@ namespace lorakit {
 struct DeviceBatch {
   at::Tensor input_ids, labels;  // (B, T) int64
   TokenLayout layout;            // the attention mask, and for packed batches position and sequence ids
+  at::Tensor class_labels;       // (B) int64, sequence classification; else undefined
 };
 
 DeviceBatch to_device(const data::Batch& batch, const c10::Device& device);

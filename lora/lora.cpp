@@ -97,6 +97,7 @@ std::vector<std::pair<std::string, at::Tensor>> LoraModel::named_parameters() co
     out.emplace_back("base_model.model." + a.module + ".lora_A.weight", a.lora->lora_A);
     out.emplace_back("base_model.model." + a.module + ".lora_B.weight", a.lora->lora_B);
   }
+  for (const auto& [name, tensor] : saved_modules) out.emplace_back("base_model.model." + name, tensor);
   return out;
 }
 
@@ -104,7 +105,17 @@ void LoraModel::set_training(bool training) {
   for (Adapter& a : adapters) a.lora->training = training;
 }
 
-LoraModel inject_lora(CausalLM& model, LoraConfig config, uint64_t seed) {
+bool in_modules(const std::string& name, const std::vector<std::string>& modules) {
+  // Every module path that holds the tensor: "classifier.dense.weight" -> "classifier", "classifier.dense".
+  for (size_t dot = name.find('.'); dot != std::string::npos; dot = name.find('.', dot + 1)) {
+    const std::string module = name.substr(0, dot);
+    for (const auto& entry : modules)
+      if (module == entry || module.ends_with("." + entry)) return true;
+  }
+  return false;
+}
+
+LoraModel inject_lora(Model& model, LoraConfig config, uint64_t seed) {
   if (config.r < 1 || config.r > kMaxRank) fail("lora.r must be an integer from 1 to {}, found {}", kMaxRank, config.r);
   if (config.lora_dropout < 0 || config.lora_dropout >= 1)
     fail("lora.lora_dropout must be in [0, 1), found {}", config.lora_dropout);
@@ -116,10 +127,10 @@ LoraModel inject_lora(CausalLM& model, LoraConfig config, uint64_t seed) {
 
   struct Collect : ParamVisitor {
     std::vector<std::pair<std::string, Linear*>> linears;
-    std::vector<at::Tensor*> tensors;
+    std::vector<std::pair<std::string, at::Tensor*>> tensors;
     int64_t total = 0;
-    void tensor(const std::string&, at::Tensor& slot, const std::vector<int64_t>& shape) override {
-      tensors.push_back(&slot);
+    void tensor(const std::string& name, at::Tensor& slot, const std::vector<int64_t>& shape) override {
+      tensors.emplace_back(name, &slot);
       int64_t n = 1;
       for (int64_t d : shape) n *= d;
       total += n;
@@ -131,8 +142,9 @@ LoraModel inject_lora(CausalLM& model, LoraConfig config, uint64_t seed) {
   } collect;
   model.visit(collect);
 
-  std::vector<std::string> names;
-  for (const auto& [name, linear] : collect.linears) names.push_back(name);
+  std::vector<std::string> names;  // LoRA candidates: every Linear outside modules_to_save
+  for (const auto& [name, linear] : collect.linears)
+    if (!in_modules(name + ".weight", config.modules_to_save)) names.push_back(name);
   const std::vector<std::string> matched = match_targets(config.target_modules, names);
   if (matched.empty()) {
     std::string wanted = config.target_modules.regex;
@@ -149,11 +161,21 @@ LoraModel inject_lora(CausalLM& model, LoraConfig config, uint64_t seed) {
          existing);
   }
 
-  for (at::Tensor* t : collect.tensors)
-    if (t->defined()) t->set_requires_grad(false);
-
   LoraModel lora;
   lora.config = config;
+  for (auto& [name, t] : collect.tensors) {
+    if (!in_modules(name, config.modules_to_save)) {
+      if (t->defined()) t->set_requires_grad(false);
+      continue;
+    }
+    // A head trained fully: float32 (the optimizer's dtype), its own leaf.
+    if (t->defined()) *t = t->detach().to(at::kFloat).set_requires_grad(true);
+    lora.saved_modules.emplace_back(name, *t);
+    lora.trainable_parameters += t->defined() ? t->numel() : 0;
+  }
+  if (!config.modules_to_save.empty() && lora.saved_modules.empty() && config.task_type != "SEQ_CLS")
+    fail("lora.modules_to_save [{}] matches no module of this {} model", fmt::join(config.modules_to_save, ", "),
+         summary.model_type);
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   for (const auto& [name, linear] : collect.linears) {
     if (std::find(matched.begin(), matched.end(), name) == matched.end()) continue;

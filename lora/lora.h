@@ -35,6 +35,11 @@ struct LoraConfig {
   bool use_rslora = false;
   std::string init_lora_weights = "true";  // "true" (Kaiming A, zero B) | "gaussian" | "false"
   std::string bias = "none";
+  // PEFT's task_type ("CAUSAL_LM" or "SEQ_CLS") and modules_to_save: modules trained fully and saved
+  // whole next to the LoRA pairs. SEQ_CLS sets ["classifier", "score"], the classification heads.
+  // Not recipe fields: the recipe's `task` decides them.
+  std::string task_type = "CAUSAL_LM";
+  std::vector<std::string> modules_to_save;
   double scaling() const;
 };
 
@@ -72,6 +77,8 @@ struct Adapter {
 struct LoraModel {
   LoraConfig config;
   std::vector<Adapter> adapters;
+  // The modules_to_save tensors, trained fully: (HF tensor name "score.weight", the model's tensor).
+  std::vector<std::pair<std::string, at::Tensor>> saved_modules;
   int64_t trainable_parameters = 0;
   int64_t all_parameters = 0;  // base + LoRA, as PEFT counts
   bool fan_in_fan_out = false;  // the adapted modules store (in, out) weights (GPT-2's Conv1D)
@@ -81,14 +88,20 @@ struct LoraModel {
   // The matched modules grouped by their last name: "LoRA on 8 modules (r=8, lora_alpha=16, scaling 2):
   // q_proj x4, v_proj x4; first model.layers.0.self_attn.q_proj, last model.layers.3.self_attn.v_proj".
   std::string modules_line() const;
-  // PEFT's state-dict keys: "base_model.model.<module>.lora_A.weight" -> tensor.
+  // PEFT's state-dict keys: "base_model.model.<module>.lora_A.weight" -> tensor, then the
+  // modules_to_save tensors as "base_model.model.score.weight".
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
   void set_training(bool training);
 };
 
 // Matches, freezes the base, attaches adapters (initialised from `generator_seed`). A target that
-// matches nothing is an error listing the model's Linear names.
-LoraModel inject_lora(CausalLM& model, LoraConfig config, uint64_t seed);
+// matches nothing is an error listing the model's Linear names. The tensors of modules_to_save stay
+// trainable (float32) and are never LoRA targets, as in PEFT; an entry matching nothing is an error.
+LoraModel inject_lora(Model& model, LoraConfig config, uint64_t seed);
+
+// Whether the module that holds tensor `name` ("classifier.dense.weight"), or one of its parents, is
+// one of `modules` (a name equal to an entry or ending with "." + entry, PEFT's match).
+bool in_modules(const std::string& name, const std::vector<std::string>& modules);
 
 // The module names `targets` selects among `linears` (PEFT's rules); "all-linear" skips the output
 // layer (lm_head / embed_out).

@@ -21,7 +21,7 @@ bool is_output_layer(const std::string& name) {
   return last == "lm_head" || last == "embed_out";
 }
 
-int64_t CausalLM::num_parameters() {
+int64_t Model::num_parameters() {
   struct Counter : ParamVisitor {
     int64_t total = 0;
     void tensor(const std::string&, at::Tensor&, const std::vector<int64_t>& shape) override {

@@ -43,18 +43,36 @@ struct KVCache {
   int64_t length = 0;                    // tokens already in the cache
 };
 
-class CausalLM {
+// What every model is, whatever its head: its HF facts, its tensors by HF name, the checkpoint
+// tensors it drops, and activation recompute. CausalLM (next-token logits) and SequenceClassifier
+// (models/classifier.h: one row of label logits per sequence) build on it; LoRA and the checkpoint
+// loader see only this.
+class Model {
  public:
-  virtual ~CausalLM() = default;
+  virtual ~Model() = default;
 
   virtual ArchSummary summary() const = 0;
+  virtual void visit(ParamVisitor& visitor) = 0;
+  // Checkpoint tensors this architecture knows and drops (legacy buffers, a tied lm_head copy).
+  virtual bool ignores_checkpoint_tensor(const std::string& name) const { return false; }
+
+  // Activation recompute per decoder layer: less memory for a second forward of each layer.
+  virtual void set_activation_recompute(bool on) { recompute_ = on; }
+  bool activation_recompute() const { return recompute_; }
+
+  // Exact parameter count from the architecture (tied weights once), without loading anything.
+  int64_t num_parameters();
+
+ protected:
+  bool recompute_ = false;
+};
+
+class CausalLM : public Model {
+ public:
   virtual int64_t vocab_size() const = 0;
   // Whether the layout's attention mask hides padding. A recurrent model (rwkv) reads every token in
   // order: right padding is harmless, left padding and packed rows are not.
   virtual bool masks_padding() const { return true; }
-  virtual void visit(ParamVisitor& visitor) = 0;
-  // Checkpoint tensors this architecture knows and drops (legacy buffers, a tied lm_head copy).
-  virtual bool ignores_checkpoint_tensor(const std::string& name) const { return false; }
 
   // input_ids (B, T) int64 -> embeddings (B, T, C)
   virtual at::Tensor embed(const at::Tensor& input_ids) const = 0;
@@ -79,16 +97,6 @@ class CausalLM {
   at::Tensor forward_cached(const at::Tensor& input_ids, KVCache& cache, const TokenLayout& layout = {}) const {
     return forward_embeds(embed(input_ids), layout, &cache);
   }
-
-  // Activation recompute per decoder layer: less memory for a second forward of each layer.
-  void set_activation_recompute(bool on) { recompute_ = on; }
-  bool activation_recompute() const { return recompute_; }
-
-  // Exact parameter count from the architecture (tied weights once), without loading anything.
-  int64_t num_parameters();
-
- protected:
-  bool recompute_ = false;
 };
 
 // RoPE settings from either config shape: transformers 4.x (`rope_theta` + `rope_scaling`, whose
