@@ -10,6 +10,7 @@
 #include "checkpoints/safetensors.h"
 #include "core/error.h"
 #include "core/format.h"
+#include "core/files.h"
 #include "core/json_reader.h"
 #include "models/classifier.h"
 
@@ -176,6 +177,41 @@ lora::LoraModel apply_peft_adapter(Model& model, const std::filesystem::path& di
     load_peft_adapter_weights(dir, lora);
     lora.set_training(false);
     return lora;
+  });
+}
+
+}  // namespace lorakit
+
+namespace lorakit {
+
+void save_classifier_labels(const std::filesystem::path& dir, const std::vector<std::string>& labels, int64_t pad_token_id) {
+  nlohmann::json j = {{"id2label", nlohmann::json::object()}, {"label2id", nlohmann::json::object()}, {"pad_token_id", pad_token_id}};
+  for (size_t i = 0; i < labels.size(); ++i) {
+    j["id2label"][std::to_string(i)] = labels[i];
+    j["label2id"][labels[i]] = i;
+  }
+  write_text_atomically(dir / "labels.json", j.dump(2) + "\n");
+}
+
+ClassifierLabels read_classifier_labels(const std::filesystem::path& dir) {
+  const fs::path path = dir / "labels.json";
+  if (!fs::exists(path))
+    fail("{}: no labels.json (the classifier's label names); hint: an adapter trained elsewhere needs one: "
+         "{{\"id2label\": {{\"0\": \"approve\", \"1\": \"reject\"}}, \"pad_token_id\": 0}}", dir.string());
+  return with_json_errors(path.string(), [&] {
+    const nlohmann::json j = JsonReader::parse_file(path.string());
+    ClassifierLabels out;
+    const nlohmann::json& id2label = j.at("id2label");
+    out.labels.resize(id2label.size());
+    for (const auto& [key, value] : id2label.items()) {
+      const int32_t id = parse_id(key, path.string() + ": id2label");
+      if (id >= static_cast<int32_t>(out.labels.size()) || !value.is_string() || !out.labels[id].empty())
+        fail("{}: id2label must map the ids 0..{} to label names, found \"{}\": {}", path.string(), out.labels.size() - 1,
+             key, value.dump());
+      out.labels[id] = value.get<std::string>();
+    }
+    out.pad_token_id = j.value("pad_token_id", 0);
+    return out;
   });
 }
 

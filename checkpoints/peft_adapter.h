@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "lora/lora.h"
 #include "models/model.h"
@@ -29,5 +30,16 @@ void load_peft_adapter_weights(const std::filesystem::path& dir, lora::LoraModel
 // base_model_name_or_path is a local model of another model_type, injects and loads the weights, and
 // sets the adapters to inference (no dropout).
 lora::LoraModel apply_peft_adapter(Model& model, const std::filesystem::path& dir);
+
+// A classifier adapter's labels, in id order, and the pad id its batches were padded with (a decoder
+// finds each row's last token by it): labels.json beside the adapter files (PEFT ignores it). merge
+// writes them into config.json as transformers does (id2label, label2id, pad_token_id).
+struct ClassifierLabels {
+  std::vector<std::string> labels;
+  int64_t pad_token_id = 0;
+};
+void save_classifier_labels(const std::filesystem::path& adapter_dir, const std::vector<std::string>& labels, int64_t pad_token_id);
+// The labels of an adapter directory; none (a PEFT adapter trained elsewhere) is an error with a hint.
+ClassifierLabels read_classifier_labels(const std::filesystem::path& adapter_dir);
 
 }  // namespace lorakit

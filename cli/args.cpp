@@ -85,6 +85,8 @@ void add_data_options(CLI::App* cmd, DataArgs& args) {
                                 "Count and skip malformed rows (wrong field count, bad UTF-8, NUL, bad JSON) instead of stopping"));
   flags.push_back(cmd->add_option("--response-column", args.config.response_column,
                                   "Column the model learns after the prompt (EOS appended)"));
+  flags.push_back(cmd->add_option("--label-column", args.config.label_column,
+                                  "A classifier's data: the column of each row's label (with --text-column)"));
   cmd->parse_complete_callback([&args, flags] {
     for (const CLI::Option* option : flags)
       if (option->count() > 0) args.flags_given = true;

@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "checkpoints/hf_model.h"
 #include "checkpoints/safetensors.h"
 #include "cli/commands.h"
@@ -30,7 +32,7 @@ struct LoraEstimate {
 struct Nf4Estimate {
   int64_t quantized_params = 0, quantized_bytes = 0, other_params = 0;
 };
-Nf4Estimate estimate_nf4(CausalLM& model) {
+Nf4Estimate estimate_nf4(Model& model) {
   struct Collector : ParamVisitor {
     Nf4Estimate e;
     void tensor(const std::string&, at::Tensor&, const std::vector<int64_t>& shape) override {
@@ -50,7 +52,7 @@ Nf4Estimate estimate_nf4(CausalLM& model) {
   return collector.e;
 }
 
-std::vector<LoraEstimate> estimate_lora(CausalLM& model, const std::vector<std::string>& targets) {
+std::vector<LoraEstimate> estimate_lora(Model& model, const std::vector<std::string>& targets) {
   struct Collector : ParamVisitor {
     const std::vector<std::string>& targets;
     int64_t in_plus_out = 0;
@@ -70,17 +72,64 @@ std::vector<LoraEstimate> estimate_lora(CausalLM& model, const std::vector<std::
   return out;
 }
 
+// Parameters of the tensors under `module` ("classifier", "score").
+int64_t head_parameters(Model& model, const std::string& module) {
+  struct Counter : ParamVisitor {
+    std::string prefix;
+    int64_t n = 0;
+    void tensor(const std::string& name, at::Tensor&, const std::vector<int64_t>& shape) override {
+      if (!name.starts_with(prefix)) return;
+      int64_t k = 1;
+      for (int64_t d : shape) k *= d;
+      n += k;
+    }
+  } counter;
+  counter.prefix = module + ".";
+  model.visit(counter);
+  return counter.n;
+}
+
+// A directory holds a classifier when it is an encoder (bert, electra: lorakit runs them as
+// *ForSequenceClassification) or its config names a *ForSequenceClassification; its labels are
+// id2label's, else num_labels, else transformers' default of 2.
+std::unique_ptr<SequenceClassifier> classifier_of(const HfModelDir& hf) {
+  const nlohmann::json& c = hf.config;
+  const std::string model_type = c.value("model_type", "");
+  const bool named = c.contains("architectures") && c["architectures"].is_array() && !c["architectures"].empty() &&
+                     c["architectures"][0].is_string() &&
+                     c["architectures"][0].get<std::string>().ends_with("ForSequenceClassification");
+  if (!is_encoder_model_type(model_type) && !named) return nullptr;
+  int64_t labels = 2;
+  if (c.contains("id2label") && c["id2label"].is_object() && !c["id2label"].empty())
+    labels = static_cast<int64_t>(c["id2label"].size());
+  else if (c.contains("num_labels") && c["num_labels"].is_number_integer())
+    labels = c["num_labels"].get<int64_t>();
+  return create_classifier(JsonReader(c, hf.config_path.string()), labels);
+}
+
 void run_inspect(const std::string& dir, bool as_json) {
   HfModelDir hf = open_hf_model_dir(dir);
-  std::unique_ptr<CausalLM> model = create_model(JsonReader(hf.config, hf.config_path.string()));
+  std::unique_ptr<SequenceClassifier> classifier = classifier_of(hf);
+  std::unique_ptr<CausalLM> lm = classifier ? nullptr : create_model(JsonReader(hf.config, hf.config_path.string()));
+  Model* model = classifier ? static_cast<Model*>(classifier.get()) : lm.get();
   ArchSummary arch = model->summary();
   const int64_t num_parameters = model->num_parameters();
+  // transformers' AutoModel of a classifier: the backbone without the head (BERT's pooler included).
+  const int64_t head = classifier ? head_parameters(*model, classifier->head_module()) : 0;
 
   nlohmann::ordered_json weights = {{"present", !hf.weight_files.empty()}};
   std::string weight_dtype = arch.config_dtype.empty() ? "bfloat16" : arch.config_dtype;
   if (!hf.weight_files.empty()) {
     WeightCheck check = check_weights(*model, hf);
+    bool new_head = false;
+    if (classifier) {  // a base checkpoint: the head is new when training starts (every head tensor missing)
+      const std::string prefix = classifier->head_module() + ".";
+      const auto in_head = [&](const std::string& name) { return name.starts_with(prefix); };
+      new_head = !check.missing.empty() && std::all_of(check.missing.begin(), check.missing.end(), in_head);
+      if (new_head) check.missing.clear();
+    }
     if (!check.ok()) throw Error(check.problems(dir));
+    if (classifier) weights["head"] = new_head ? "none: initialised when training starts" : "present";
     weights["format"] = hf.weight_format;
     weights["tensors"] = check.tensors;
     weights["ignored"] = check.ignored;
@@ -99,6 +148,7 @@ void run_inspect(const std::string& dir, bool as_json) {
       {"architecture", arch.architecture},
       {"config", arch.facts},
       {"num_parameters", num_parameters},
+      {"backbone_parameters", num_parameters - head},
       {"config_dtype", arch.config_dtype},
       {"weights", weights},
   };
@@ -124,12 +174,16 @@ void run_inspect(const std::string& dir, bool as_json) {
   for (const auto& [key, value] : arch.facts.items())
     fmt::print("  {:<26} {}\n", key, value.is_string() ? value.get<std::string>() : value.dump());
   fmt::print("parameters   {} (tied weights counted once, as transformers counts)\n", with_commas(num_parameters));
+  if (classifier)
+    fmt::print("             {} without the {} head ({} labels): AutoModel's count\n", with_commas(num_parameters - head),
+               classifier->head_module(), classifier->num_labels());
   if (hf.weight_files.empty()) {
     fmt::print("weights      none in the directory (config only); config dtype {}\n",
                arch.config_dtype.empty() ? "unset" : arch.config_dtype);
   } else {
     fmt::print("weights      {}: {} tensors, {}, all present with the expected shapes\n", hf.weight_format,
                weights["tensors"].get<int64_t>(), weights["dtype"].get<std::string>());
+    if (weights.contains("head")) fmt::print("             head: {}\n", weights["head"].get<std::string>());
     if (!weights["ignored"].empty())
       fmt::print("             ignored on load: {}\n", fmt::join(weights["ignored"].get<std::vector<std::string>>(), ", "));
   }

@@ -43,14 +43,36 @@ MergeReport merge_adapter(const fs::path& model_dir, const fs::path& adapter_dir
   const nlohmann::json config = JsonReader::parse_file((model_dir / "config.json").string());
   const at::ScalarType dtype = output_dtype(options.dtype, config);
 
-  // The base in float32 with its adapter, as PEFT computes the unmerged model.
+  // The base in float32 with its adapter, as PEFT computes the unmerged model. A SEQ_CLS adapter
+  // makes it a *ForSequenceClassification, its head (modules_to_save) read from the adapter.
   const c10::Device device = resolve_device(options.device, "--device", "--device cpu");
-  auto model = load_hf_model(model_dir, {at::kFloat, device, options.quantize});
-  auto lora = apply_peft_adapter(*model, adapter_dir);
+  const bool classifier = read_peft_adapter_config(adapter_dir).task_type == "SEQ_CLS";
+  std::unique_ptr<CausalLM> lm;
+  std::unique_ptr<SequenceClassifier> cls;
+  ClassifierLabels labels;
+  if (classifier) {
+    if (fs::exists(adapter_dir / "labels.json")) {
+      labels = read_classifier_labels(adapter_dir);
+    } else {  // a PEFT adapter of a classifier checkpoint: its config's labels
+      labels.labels = classifier_labels(open_hf_model_dir(model_dir));
+      if (labels.labels.empty()) read_classifier_labels(adapter_dir);  // the error and its hint
+      labels.pad_token_id = config.value("pad_token_id", nlohmann::json(0)).is_number_integer() ? config["pad_token_id"].get<int64_t>() : 0;
+    }
+    cls = load_hf_classifier(model_dir, {at::kFloat, device, options.quantize}, static_cast<int64_t>(labels.labels.size()),
+                             labels.pad_token_id, 0).model;
+  } else {
+    lm = load_hf_model(model_dir, {at::kFloat, device, options.quantize});
+  }
+  Model& model = classifier ? static_cast<Model&>(*cls) : *lm;
+  auto lora = apply_peft_adapter(model, adapter_dir);
   c10::NoGradGuard no_grad;
-  const at::Tensor probe =
-      (at::arange(16, at::kLong) * 7919 % std::min<int64_t>(model->vocab_size(), 1000)).view({1, 16}).to(device);
-  const at::Tensor unmerged = model->forward(probe, at::ones_like(probe));  // (1, 16, V)
+  const int64_t vocab = lm ? lm->vocab_size() : config.value("vocab_size", nlohmann::json(1000)).get<int64_t>();
+  at::Tensor probe = (at::arange(16, at::kLong) * 7919 % std::min<int64_t>(vocab, 1000)).view({1, 16});
+  // Never the pad id: a decoder classifier pools the last token that is not it.
+  if (classifier) probe.masked_fill_(probe == labels.pad_token_id, (labels.pad_token_id + 1) % std::min<int64_t>(vocab, 1000));
+  probe = probe.to(device);
+  const auto logits = [&] { return lm ? lm->forward(probe, at::ones_like(probe)) : cls->logits(probe, at::ones_like(probe)); };
+  const at::Tensor unmerged = logits();  // (1, 16, V) or (1, num_labels)
 
   // Fold every adapter into its Linear: W += scaling * B A, in float32. A 4-bit base (QLoRA) is
   // dequantized first, every Linear of it: the merged model is dense, the weights the adapter was
@@ -61,7 +83,7 @@ MergeReport merge_adapter(const fs::path& model_dir, const fs::path& adapter_dir
     void tensor(const std::string&, at::Tensor&, const std::vector<int64_t>&) override {}
     void linear(const std::string& name, Linear& l) override { by_name[name] = &l; }
   } linears;
-  model->visit(linears);
+  model.visit(linears);
   for (auto& [name, linear] : linears.by_name)
     if (linear->weight_4bit) {
       linear->weight = linear->weight_4bit->dequantize().to(at::kFloat);
@@ -79,7 +101,7 @@ MergeReport merge_adapter(const fs::path& model_dir, const fs::path& adapter_dir
     linear.weight = linear.weight + (linear.fan_in_fan_out ? delta.t() : delta);  // Conv1D stores (in, out)
     linear.adapter.reset();
   }
-  const at::Tensor merged = model->forward(probe, at::ones_like(probe));
+  const at::Tensor merged = logits();
   report.logit_difference = (merged - unmerged).abs().max().item<double>();
 
   // Every tensor under its HF name, rounded once to the output dtype, in shards.
@@ -93,12 +115,22 @@ MergeReport merge_adapter(const fs::path& model_dir, const fs::path& adapter_dir
   } collect;
   collect.out = &tensors;
   collect.dtype = dtype;
-  model->visit(collect);
+  model.visit(collect);
 
   nlohmann::json out_config = config;
   out_config.erase("quantization_config");  // the merged weights are dense
   if (out_config.contains("torch_dtype")) out_config["torch_dtype"] = hf_dtype_name(dtype);
   out_config["dtype"] = hf_dtype_name(dtype);
+  if (classifier) {  // what transformers writes for a classifier: its class, the labels and the pad id it pools by
+    out_config["architectures"] = nlohmann::json::array({cls->summary().architecture});
+    out_config["id2label"] = nlohmann::json::object();
+    out_config["label2id"] = nlohmann::json::object();
+    for (size_t i = 0; i < labels.labels.size(); ++i) {
+      out_config["id2label"][std::to_string(i)] = labels.labels[i];
+      out_config["label2id"][labels.labels[i]] = i;
+    }
+    if (!out_config.contains("pad_token_id") || out_config["pad_token_id"].is_null()) out_config["pad_token_id"] = labels.pad_token_id;
+  }
   const WrittenModel written = write_model_dir(out, tensors, out_config, model_dir, options.max_shard_bytes);
   report.shards = written.shards;
   const uint64_t total_bytes = written.bytes;

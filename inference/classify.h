@@ -11,7 +11,7 @@
 
 #include "data/examples.h"
 #include "data/records.h"
-#include "inference/classification_metrics.h"
+#include "models/classification_metrics.h"
 #include "models/classifier.h"
 
 namespace lorakit::inference {

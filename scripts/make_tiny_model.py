@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, Exaone4Config, GPTNeoXConfig
+from transformers import AutoModelForCausalLM, AutoModelForPreTraining, ElectraConfig, Exaone4Config, GPTNeoXConfig
 
 CONFIGS = {
     # EXAONE-4.0-1.2B's scheme: GQA 4:1, llama3 rope, tied embeddings, every layer global.
@@ -32,6 +32,11 @@ CONFIGS = {
         vocab_size=512, hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
         rotary_pct=0.5, rotary_emb_base=10000, use_parallel_residual=True, tie_word_embeddings=False,
         bos_token_id=0, eos_token_id=0),
+    # KoELECTRA-base's scheme (embedding_size = hidden_size, no projection), small: a discriminator
+    # checkpoint (ElectraForPreTraining), the encoder a classifier starts from.
+    "electra": lambda: ElectraConfig(
+        vocab_size=512, embedding_size=128, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
+        intermediate_size=256, max_position_embeddings=128, pad_token_id=0),
 }
 
 
@@ -51,12 +56,19 @@ def main():
         from transformers import PreTrainedTokenizerFast
         with open(args.tokenizer_corpus, newline="", encoding="utf-8") as f:
             texts = [value for row in csv.reader(f) for value in row]
-        tokenizer = PreTrainedTokenizerFast(tokenizer_object=train_byte_level(texts, vocab_size=600),
-                                            eos_token="</s>", bos_token="<s>", pad_token="<|pad|>")
+        if args.model_type == "electra":  # KoELECTRA's tokenizer: cased WordPiece, [CLS] ... [SEP]
+            from tokenizer_oracle import train_wordpiece
+            from transformers import BertTokenizerFast
+            tokenizer = BertTokenizerFast(tokenizer_object=train_wordpiece(texts, lowercase=False, strip_accents=False,
+                                                                           vocab_size=800), do_lower_case=False)
+            config.pad_token_id = tokenizer.pad_token_id
+        else:
+            tokenizer = PreTrainedTokenizerFast(tokenizer_object=train_byte_level(texts, vocab_size=600),
+                                                eos_token="</s>", bos_token="<s>", pad_token="<|pad|>")
+            config.pad_token_id, config.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+            config.bos_token_id = tokenizer.bos_token_id
         config.vocab_size = len(tokenizer)
-        config.pad_token_id, config.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
-        config.bos_token_id = tokenizer.bos_token_id
-    model = AutoModelForCausalLM.from_config(config)
+    model = (AutoModelForPreTraining if args.model_type == "electra" else AutoModelForCausalLM).from_config(config)
     tmp = args.out.with_name(args.out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)

@@ -173,6 +173,10 @@ static Recipe load_recipe_unchecked(const std::string& path, const std::vector<s
     fail("{}:{}:{}: invalid YAML: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg);
   }
   for (const std::string& item : overrides) {
+    if (item.starts_with("task=")) {
+      root["task"] = item.substr(5);
+      continue;
+    }
     const size_t eq = item.find('='), dot = item.find('.');
     if (eq == std::string::npos || dot == std::string::npos || dot > eq)
       fail("--set '{}': expected section.key=value, e.g. data.max_seq_len=512", item);
@@ -188,8 +192,19 @@ static Recipe load_recipe_unchecked(const std::string& path, const std::vector<s
     sections.push_back(name);
     if (root[name]) read_section(root[name], name, path, section, problems);
   });
+  if (root["task"]) {
+    recipe.task = root["task"].as<std::string>();
+    if (recipe.task != "causal_lm" && recipe.task != "sequence_classification")
+      problems.push_back(fmt::format("{}: task '{}': expected {}{}", where_of(path, root["task"]), recipe.task, kTaskHelp,
+                                     did_you_mean(recipe.task, {"causal_lm", "sequence_classification"})));
+  }
+  if (classifies(recipe) && recipe.data.label_column.empty())
+    problems.push_back(fmt::format("{}: task: sequence_classification needs data.label_column (the column of each row's label)", path));
+  if (!classifies(recipe) && !recipe.data.label_column.empty())
+    problems.push_back(fmt::format("{}: data.label_column is set but the task is causal_lm; hint: add task: sequence_classification", path));
   for (const auto& entry : root) {
     const std::string name = entry.first.as<std::string>();
+    if (name == "task") continue;
     if (std::find(sections.begin(), sections.end(), name) == sections.end())
       problems.push_back(fmt::format("{}: unknown section '{}'{} (sections: model, lora, data, train, output, inference)", where_of(path, entry.first),
                                      name, did_you_mean(name, sections)));
@@ -233,6 +248,7 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
 std::string recipe_yaml(Recipe recipe) {
   YAML::Emitter out;
   out << YAML::BeginMap;
+  out << YAML::Key << "task" << YAML::Value << recipe.task;
   for_each_section(recipe, [&](const char* name, auto& section) { write_section(out, name, section); });
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";

@@ -124,8 +124,14 @@ void visit_fields(InferenceSection& c, Visitor&& v) {
   v("batch_size", c.batch_size, "prompts generated together; seconds per prompt is the batch's time / its prompts (1: one at a time)");
 }
 
+// The recipe's one top-level scalar, `task`: what the model learns.
+inline constexpr const char* kTaskHelp =
+    "causal_lm (default: next-token loss on the data's trained tokens) or sequence_classification (a "
+    "*ForSequenceClassification head on the model, trained fully, with data.label_column; PEFT's task_type SEQ_CLS)";
+
 struct Recipe {
   std::string source;  // the file it was read from ("" when built from flags)
+  std::string task = "causal_lm";  // causal_lm | sequence_classification (kTaskHelp)
   ModelSection model;
   lora::LoraConfig lora;
   data::DataConfig data;
@@ -134,7 +140,9 @@ struct Recipe {
   InferenceSection inference;
 };
 
-// Reads `path`, then applies `overrides` ("data.max_seq_len=512"). Relative model and data paths
+inline bool classifies(const Recipe& recipe) { return recipe.task == "sequence_classification"; }
+
+// Reads `path`, then applies `overrides` ("data.max_seq_len=512", "task=sequence_classification"). Relative model and data paths
 // are resolved against the recipe's directory.
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides = {});
 

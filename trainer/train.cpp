@@ -11,6 +11,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <ATen/TensorOperators.h>
+#include <ATen/ops/argmax.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/tensor.h>
@@ -30,6 +31,8 @@
 #include "device/cuda.h"
 #include "device/dtype.h"
 #include "device/memory.h"
+#include "models/classification_metrics.h"
+#include "models/classifier.h"
 #include "models/loss.h"
 #include "trainer/checkpoint.h"
 #include "trainer/distributed.h"
@@ -90,11 +93,26 @@ std::string duration(double seconds) {
   return fmt::format("{:.1f}s", seconds);
 }
 
+// The model a run trains: a causal LM, or (task: sequence_classification) a classifier.
+struct RunModel {
+  std::unique_ptr<CausalLM> lm;
+  std::unique_ptr<SequenceClassifier> classifier;
+  Model& model() const { return lm ? static_cast<Model&>(*lm) : *classifier; }
+};
+
+// A micro-batch's summed loss: next-token cross-entropy over its loss tokens, or the classifier's
+// cross-entropy over its rows.
+at::Tensor batch_loss_sum(const RunModel& run, const DeviceBatch& x, int64_t chunk_tokens) {
+  if (run.classifier) return classification_loss_sum(run.classifier->logits(x.input_ids, x.layout), x.class_labels);
+  return loss_sum(*run.lm, x.input_ids, x.layout, x.labels, chunk_tokens);
+}
+
 // The run's data, read once before anything is written: statistics (a file with no training
 // example fails here), the batching, and how many steps the schedule spans.
 struct DataPlan {
   data::BatchStream::Opener open;
   data::ExampleBuilder train_rows, valid_rows;
+  std::vector<std::string> labels;  // sequence classification: the training rows' labels, in id order
   bool has_validation = false;
   data::BatchConfig batches;
   int64_t batches_per_epoch = 0, steps_per_epoch = 0, total_steps = 0, warmup = 0;
@@ -106,6 +124,17 @@ DataPlan plan_data(const Recipe& recipe, const tokenizers::Tokenizer& tokenizer,
                 data::ExampleBuilder(tokenizer, recipe.data, "recipe data", data::Split::Train),
                 data::ExampleBuilder(tokenizer, recipe.data, "recipe data", data::Split::Validation)};
   plan.has_validation = !recipe.data.validation_value.empty() || recipe.data.validation_fraction > 0;
+  if (classifies(recipe)) {
+    if (t.packing) fail("{}: train.packing does not apply to task: sequence_classification (one label per row); hint: set train.packing: false", recipe.source);
+    auto reader = plan.open();
+    plan.labels = data::collect_labels(*reader, plan.train_rows, recipe.data.path);
+    if (plan.labels.size() < 2)
+      fail("{}: column '{}' of the training rows holds one label only ('{}'); a classifier needs at least 2", recipe.data.path,
+           recipe.data.label_column, plan.labels.front());
+    plan.train_rows.set_labels(plan.labels);
+    plan.valid_rows.set_labels(plan.labels);
+    if (!quiet) fmt::print("labels ({}): {}\n", plan.labels.size(), fmt::join(plan.labels, ", "));
+  }
   {
     auto reader = plan.open();
     const auto stats = data::DataStats::scan(*reader, plan.train_rows);
@@ -119,6 +148,12 @@ DataPlan plan_data(const Recipe& recipe, const tokenizers::Tokenizer& tokenizer,
   plan.batches.packing = t.packing;
   plan.batches.pack_length = recipe.data.max_seq_len > 0 ? recipe.data.max_seq_len : 2048;
   plan.batches.pad_id = tokenizer.special().pad.value_or(tokenizer.special().eos.value_or(0));
+  // A decoder classifier finds each row's last token by config.json's pad_token_id: pad with it.
+  if (classifies(recipe)) {
+    const nlohmann::json& config = open_hf_model_dir(recipe.model.path).config;
+    if (config.contains("pad_token_id") && config["pad_token_id"].is_number_integer())
+      plan.batches.pad_id = config["pad_token_id"].get<int32_t>();
+  }
   // One pass to count the batches (and, packed, the tokens packing saves against padding).
   const auto padded_tokens = [&](const data::BatchConfig& config, int64_t* batches) {
     data::BatchStream count(plan.open, plan.train_rows, config);
@@ -169,7 +204,7 @@ std::vector<data::Batch> next_micro_batches(data::BatchStream& stream, const Tra
 // Forward and backward over the step's micro-batches, the loss normalised by the step's loss tokens
 // across all of them and multiplied by `scale` (fp16's loss scale). Returns the summed loss, still
 // on the device. An out-of-memory error names the settings that would lower the need.
-at::Tensor forward_backward(const CausalLM& model, const std::vector<data::Batch>& micro, int64_t loss_tokens,
+at::Tensor forward_backward(const RunModel& run, const std::vector<data::Batch>& micro, int64_t loss_tokens,
                             double scale, const TrainSection& t, int64_t step, const at::Device& device,
                             const World& world) {
   at::Tensor sum;
@@ -181,9 +216,15 @@ at::Tensor forward_backward(const CausalLM& model, const std::vector<data::Batch
                                                 : global;
       if (m.rows == 0) continue;
       const DeviceBatch x = to_device(m, device);
-      const at::Tensor s = loss_and_backward(model, x.input_ids, x.layout, x.labels,
-                                             scale / static_cast<double>(std::max<int64_t>(loss_tokens, 1)),
-                                             t.loss_chunk_tokens);
+      const double weight = scale / static_cast<double>(std::max<int64_t>(loss_tokens, 1));
+      at::Tensor s;
+      if (run.classifier) {
+        s = batch_loss_sum(run, x, 0);
+        (s * weight).backward();
+        s = s.detach();
+      } else {
+        s = loss_and_backward(*run.lm, x.input_ids, x.layout, x.labels, weight, t.loss_chunk_tokens);
+      }
       sum = sum.defined() ? sum + s : s;
     }
   } catch (const c10::OutOfMemoryError&) {
@@ -217,9 +258,10 @@ void all_reduce_gradients(std::vector<at::Tensor>& params, at::Tensor& loss_sum,
   loss_sum = bucket[offset].to(loss_sum.scalar_type());
 }
 
-// The mean token loss over the validation rows, in file order, unpacked, without dropout.
-double evaluate(const CausalLM& model, lora::LoraModel& lora, const DataPlan& plan, const TrainSection& t,
-                const at::Device& device, const World& world) {
+// The mean token loss over the validation rows (a classifier's: the mean loss per row, and its
+// metrics in `metrics`), in file order, unpacked, without dropout.
+double evaluate(const RunModel& run, lora::LoraModel& lora, const DataPlan& plan, const TrainSection& t,
+                const at::Device& device, const World& world, std::optional<ClassificationMetrics>* metrics) {
   c10::NoGradGuard no_grad;
   lora.set_training(false);
   data::BatchConfig in_order = plan.batches;
@@ -228,6 +270,7 @@ double evaluate(const CausalLM& model, lora::LoraModel& lora, const DataPlan& pl
   data::BatchStream stream(plan.open, plan.valid_rows, in_order);
   double sum = 0;
   int64_t tokens = 0;
+  std::vector<int64_t> labels, predictions;
   for (data::Batch global; stream.next(global);) {
     // Under torchrun each rank scores its rows of the batch; the sums are added up below.
     const data::Batch b = world.distributed() ? data::slice_rows(global, global.rows * world.rank() / world.size(),
@@ -235,10 +278,23 @@ double evaluate(const CausalLM& model, lora::LoraModel& lora, const DataPlan& pl
                                               : global;
     if (b.rows == 0) continue;
     const DeviceBatch x = to_device(b, device);
-    sum += loss_sum(model, x.input_ids, x.layout, x.labels, t.loss_chunk_tokens).item<double>();
+    if (run.classifier) {
+      const at::Tensor logits = run.classifier->logits(x.input_ids, x.layout);  // (B, K)
+      sum += classification_loss_sum(logits, x.class_labels).item<double>();
+      const at::Tensor predicted = at::argmax(logits, -1).to(at::kCPU);
+      for (int64_t r = 0; r < b.rows; ++r) {
+        labels.push_back(b.class_labels[r]);
+        predictions.push_back(predicted[r].item<int64_t>());
+      }
+    } else {
+      sum += batch_loss_sum(run, x, t.loss_chunk_tokens).item<double>();
+    }
     tokens += b.loss_tokens;
   }
   lora.set_training(true);
+  // Under torchrun the metrics are rank 0's rows' (the loss below is every rank's).
+  if (run.classifier && metrics && !labels.empty())
+    *metrics = classification_metrics(labels, predictions, run.classifier->num_labels());
   if (world.distributed()) {
     at::Tensor totals = at::tensor({sum, static_cast<double>(tokens)}, at::TensorOptions().dtype(at::kDouble)).to(world.device());
     world.all_reduce_sum(totals, "the evaluation");
@@ -250,7 +306,7 @@ double evaluate(const CausalLM& model, lora::LoraModel& lora, const DataPlan& pl
 }
 
 void write_summary(const fs::path& run_dir, const Recipe& recipe, const lora::LoraModel& lora, const TrainState& s,
-                   const std::vector<double>& peaks_per_rank) {
+                   const std::vector<double>& peaks_per_rank, const std::optional<ClassificationMetrics>& metrics) {
   nlohmann::json summary = {
       {"model", recipe.model.path}, {"steps", s.step}, {"tokens", s.tokens}, {"wall_seconds", s.seconds},
       {"tokens_per_s", s.seconds > 0 ? static_cast<double>(s.tokens) / s.seconds : 0.0},
@@ -261,6 +317,15 @@ void write_summary(const fs::path& run_dir, const Recipe& recipe, const lora::Lo
       {"device", recipe.train.device}, {"dtype", recipe.model.dtype}, {"lora_target_modules", lora.adapters.size()},
       {"r", lora.config.r}, {"lora_alpha", lora.config.lora_alpha}, {"world_size", s.world_size}};
   if (peaks_per_rank.size() > 1) summary["peak_memory_bytes_per_rank"] = peaks_per_rank;
+  summary["task"] = recipe.task;
+  if (metrics) {  // the last validation of a classifier
+    summary["eval_accuracy"] = metrics->accuracy;
+    summary["eval_macro_f1"] = metrics->macro.f1;
+    summary["eval_micro_f1"] = metrics->micro.f1;
+    summary["eval_macro_precision"] = metrics->macro.precision;
+    summary["eval_macro_recall"] = metrics->macro.recall;
+    summary["eval_examples"] = metrics->examples;
+  }
   write_text_atomically(run_dir / "summary.json", summary.dump(1) + "\n");
 }
 
@@ -295,12 +360,30 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   const auto tokenizer = recipe.data.ids_column.empty() ? tokenizers::load_tokenizer(recipe.model.path)
                                                         : tokenizers::load_tokenizer_or_ids_only(recipe.model.path);
   const DataPlan plan = plan_data(recipe, tokenizer, quiet, world.size());
-  auto model = load_hf_model(recipe.model.path, {dtype, device, quantize_config(recipe.model)});
-  if (t.packing && !model->masks_padding())
-    fail("{}: train.packing keeps packed examples apart through the attention mask, and {} (a recurrent model) has "
-         "none; hint: set train.packing: false", recipe.model.path, model->summary().model_type);
-  model->set_activation_recompute(t.gradient_checkpointing);
-  auto lora = lora::inject_lora(*model, recipe.lora, t.seed);
+  RunModel run;
+  lora::LoraConfig lora_config = recipe.lora;
+  if (classifies(recipe)) {
+    // A base model's head is new (initialised from the seed); a classifier checkpoint's is read.
+    auto loaded = load_hf_classifier(recipe.model.path, {dtype, device, quantize_config(recipe.model)},
+                                     static_cast<int64_t>(plan.labels.size()), plan.batches.pad_id, t.seed);
+    run.classifier = std::move(loaded.model);
+    say(fmt::format("{} with {} labels ({})\n", run.classifier->summary().architecture, plan.labels.size(),
+                    loaded.head_initialized ? fmt::format("a new {} head", run.classifier->head_module())
+                                            : fmt::format("the checkpoint's {} head", run.classifier->head_module())));
+    // PEFT's SEQ_CLS: the heads trained whole and saved with the adapter.
+    lora_config.task_type = "SEQ_CLS";
+    for (const char* head : {"classifier", "score"})
+      if (std::find(lora_config.modules_to_save.begin(), lora_config.modules_to_save.end(), head) == lora_config.modules_to_save.end())
+        lora_config.modules_to_save.push_back(head);
+  } else {
+    run.lm = load_hf_model(recipe.model.path, {dtype, device, quantize_config(recipe.model)});
+    if (t.packing && !run.lm->masks_padding())
+      fail("{}: train.packing keeps packed examples apart through the attention mask, and {} (a recurrent model) has "
+           "none; hint: set train.packing: false", recipe.model.path, run.lm->summary().model_type);
+  }
+  Model& model = run.model();
+  model.set_activation_recompute(t.gradient_checkpointing);
+  auto lora = lora::inject_lora(model, lora_config, t.seed);
   if (!options.adapter.empty()) load_peft_adapter_weights(options.adapter, lora);
   say(lora.trainable_line() + "\n" + lora.modules_line() + "\n");
   std::vector<at::Tensor> params;
@@ -344,6 +427,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   const auto run_start = Clock::now();
   const double seconds_before = state.seconds;
   bool stop_early = false, data_done = false;
+  std::optional<ClassificationMetrics> class_metrics;  // a classifier's last validation
   while (state.step < plan.total_steps && !stop_early && !data_done) {
     const auto step_start = Clock::now();
     const std::vector<data::Batch> micro = next_micro_batches(stream, t, data_done);
@@ -356,7 +440,7 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
     // Forward, backward, (fp16: unscale; an overflow skips the update), clip, AdamW.
     for (at::Tensor& p : params)
       if (p.grad().defined()) p.mutable_grad().zero_();
-    at::Tensor sum = forward_backward(*model, micro, loss_tokens, fp16 ? state.loss_scale.scale : 1.0, t,
+    at::Tensor sum = forward_backward(run, micro, loss_tokens, fp16 ? state.loss_scale.scale : 1.0, t,
                                       state.step + 1, device, world);
     all_reduce_gradients(params, sum, world, state.step + 1);
     const at::Tensor found_inf = fp16 ? state.loss_scale.unscale(params) : at::zeros_like(sum);
@@ -399,10 +483,14 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
     // Evaluate every eval_steps (or at the end of each epoch), with early stopping.
     const bool epoch_end = state.step % std::max<int64_t>(plan.steps_per_epoch, 1) == 0;
     if (plan.has_validation && ((t.eval_steps > 0 && state.step % t.eval_steps == 0) || (t.eval_steps == 0 && epoch_end))) {
-      const double eval_loss = evaluate(*model, lora, plan, t, device, world);
+      const double eval_loss = evaluate(run, lora, plan, t, device, world, &class_metrics);
       if (metrics) metrics->append_eval(state.step, eval_loss);
       if (tty) fmt::print("\n");
-      say(fmt::format("eval step {}: loss {:.4f} perplexity {:.3f}\n", state.step, eval_loss, std::exp(eval_loss)));
+      if (class_metrics)
+        say(fmt::format("eval step {}: loss {:.4f} accuracy {:.4f} macro F1 {:.4f} ({} rows)\n", state.step, eval_loss,
+                        class_metrics->accuracy, class_metrics->macro.f1, class_metrics->examples));
+      else
+        say(fmt::format("eval step {}: loss {:.4f} perplexity {:.3f}\n", state.step, eval_loss, std::exp(eval_loss)));
       if (eval_loss < state.best_eval) {
         state.best_eval = eval_loss;
         state.evals_without_improvement = 0;
@@ -430,7 +518,8 @@ TrainResult train(const Recipe& recipe, const TrainOptions& options) {
   state.peak_memory = *std::max_element(peaks.begin(), peaks.end());
   if (!world.main()) return {run_dir, adapter_dir, state.step, false};
   save_peft_adapter(adapter_dir, lora, recipe.model.path, /*overwrite=*/true);
-  write_summary(run_dir, recipe, lora, state, peaks);
+  if (run.classifier) save_classifier_labels(adapter_dir, plan.labels, plan.batches.pad_id);
+  write_summary(run_dir, recipe, lora, state, peaks, class_metrics);
   say(fmt::format("done: {} steps in {}, final loss {:.4f}; adapter: {}\n", state.step, duration(state.seconds),
                   state.last_loss, adapter_dir.string()));
   return {run_dir, adapter_dir, state.step, false};

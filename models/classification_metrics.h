@@ -1,14 +1,15 @@
 // A classifier's scores over labelled predictions, as scikit-learn computes them
 // (precision_recall_fscore_support with zero_division=0, accuracy_score, confusion_matrix): per
 // label, and their macro (unweighted mean), micro (from the summed counts) and weighted (by support)
-// averages. Pure arithmetic: labels are ids 0..num_labels-1.
+// averages. Pure arithmetic: labels are ids 0..num_labels-1. models/ holds it, as it holds the loss,
+// because trainer/ (validation) and inference/ (`lorakit eval`) both need it and neither links the other.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-namespace lorakit::inference {
+namespace lorakit {
 
 struct LabelScores {
   double precision = 0, recall = 0, f1 = 0;
@@ -30,4 +31,4 @@ ClassificationMetrics classification_metrics(const std::vector<int64_t>& labels,
 // matrix with label names.
 std::string metrics_report(const ClassificationMetrics& metrics, const std::vector<std::string>& label_names);
 
-}  // namespace lorakit::inference
+}  // namespace lorakit

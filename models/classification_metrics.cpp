@@ -1,4 +1,4 @@
-#include "inference/classification_metrics.h"
+#include "models/classification_metrics.h"
 
 #include <algorithm>
 
@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 
-namespace lorakit::inference {
+namespace lorakit {
 namespace {
 
 // sklearn's _prf_divide with zero_division=0: 0 where the denominator is 0.
@@ -81,4 +81,4 @@ std::string metrics_report(const ClassificationMetrics& m, const std::vector<std
   return out;
 }
 
-}  // namespace lorakit::inference
+}  // namespace lorakit
