@@ -104,6 +104,35 @@ def make_case(out, name, make_config, lora_kwargs, seed):
             "modules_to_save": adapter_config.get("modules_to_save")}
 
 
+# klue/bert-base's config.json as published on the hub (not in ../shared/models): BERT-base with KLUE's
+# 32,000-entry WordPiece vocabulary.
+KLUE_BERT_BASE = {"architectures": ["BertForMaskedLM"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
+                  "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 3072,
+                  "layer_norm_eps": 1e-12, "max_position_embeddings": 512, "model_type": "bert",
+                  "num_attention_heads": 12, "num_hidden_layers": 12, "pad_token_id": 0,
+                  "position_embedding_type": "absolute", "type_vocab_size": 2, "vocab_size": 32000}
+
+
+def parameter_counts(out, shared):
+    """transformers' parameter counts (meta device) of real encoder configs: AutoModel (the backbone)
+    and AutoModelForSequenceClassification (num_labels from the config, else 2)."""
+    dirs = {"klue-bert-base": out / "configs" / "klue-bert-base"}
+    dirs["klue-bert-base"].mkdir(parents=True)
+    (dirs["klue-bert-base"] / "config.json").write_text(json.dumps(KLUE_BERT_BASE, indent=1))
+    koelectra = shared / "models" / "koelectra-base-v3-discriminator"
+    if (koelectra / "config.json").exists():
+        dirs["koelectra-base-v3-discriminator"] = koelectra
+    counts = []
+    for name, directory in dirs.items():
+        config = transformers.AutoConfig.from_pretrained(str(directory))
+        with torch.device("meta"):
+            backbone = transformers.AutoModel.from_config(config).num_parameters()
+            classifier = AutoModelForSequenceClassification.from_config(config).num_parameters()
+        counts.append({"name": name, "dir": str(directory), "backbone": backbone, "classifier": classifier,
+                       "num_labels": config.num_labels})
+    return counts
+
+
 def metric_cases(seed=7):
     """Label/prediction vectors and sklearn's numbers for them, labels 0..K-1 (some never predicted)."""
     rng = np.random.default_rng(seed)
@@ -130,6 +159,7 @@ def metric_cases(seed=7):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--shared", default=str(Path(__file__).resolve().parent.parent.parent / "shared"))
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
     out = Path(args.out)
@@ -137,7 +167,8 @@ def main():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     cases = [make_case(out, name, make, kwargs, seed) for seed, (name, (make, kwargs)) in enumerate(CASES.items())]
-    (out / "manifest.json").write_text(json.dumps({"cases": cases, "metrics": metric_cases()}, indent=1))
+    (out / "manifest.json").write_text(json.dumps({"cases": cases, "metrics": metric_cases(),
+                                                       "counts": parameter_counts(out, Path(args.shared))}, indent=1))
     print(f"classifier oracle: {len(cases)} SEQ_CLS cases -> {out}")
 
 

@@ -17,7 +17,7 @@
 #include "checkpoints/peft_adapter.h"
 #include "checkpoints/safetensors.h"
 #include "core/error.h"
-#include "inference/classification_metrics.h"
+#include "models/classification_metrics.h"
 #include "lora/lora.h"
 #include "models/classifier.h"
 #include "tests/cli_runner.h"
@@ -171,7 +171,7 @@ TEST(ClassificationMetrics, EqualScikitLearn) {
     const int64_t k = c["num_labels"];
     SCOPED_TRACE(k);
     const auto y_true = c["y_true"].get<std::vector<int64_t>>(), y_pred = c["y_pred"].get<std::vector<int64_t>>();
-    const inference::ClassificationMetrics got = inference::classification_metrics(y_true, y_pred, k);
+    const ClassificationMetrics got = classification_metrics(y_true, y_pred, k);
     EXPECT_NEAR(got.accuracy, c["accuracy"].get<double>(), 1e-12);
     for (int64_t i = 0; i < k; ++i) {
       EXPECT_NEAR(got.per_label[i].precision, c["precision"][i].get<double>(), 1e-12) << "label " << i;
@@ -186,4 +186,128 @@ TEST(ClassificationMetrics, EqualScikitLearn) {
     }
     EXPECT_EQ(got.confusion, c["confusion_matrix"].get<std::vector<std::vector<int64_t>>>());
   }
+}
+
+TEST(Classifier, MergedClassifiersLoadInTransformersWithTheUnmergedLogits) {
+  const auto m = manifest();
+  ASSERT_FALSE(m.is_null()) << "no oracle output at " << oracle_dir();
+  for (const auto& c : m["cases"]) {
+    const std::string name = c["name"];
+    SCOPED_TRACE(name);
+    const fs::path dir = oracle_dir() / name;
+    // The oracle's adapter has no labels.json: merge takes the labels of the base classifier's config.
+    const fs::path merged = fs::temp_directory_path() / fmt::format("lorakit-seqcls-merged-{}-{}", name, ::getpid());
+    const auto r = lorakit::testing::run(fmt::format("merge --model {} --adapter {} --out {} --overwrite", (dir / "base").string(),
+                                                     (dir / "adapter").string(), merged.string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const nlohmann::json report = check_in_python(fmt::format("--merged {} --reference {}", merged.string(),
+                                                              (dir / "reference.safetensors").string()));
+    ASSERT_FALSE(report.is_null());
+    EXPECT_EQ(report["missing"].size(), 0u) << report.dump();
+    EXPECT_EQ(report["unexpected"].size(), 0u) << report.dump();
+    EXPECT_EQ(report["num_labels"].get<int64_t>(), 3);
+    EXPECT_EQ(report["id2label"]["1"].get<std::string>(), "reject");
+    // The reference logits are PEFT's unmerged model's.
+    EXPECT_LT(report["max_abs_logits"].get<double>(), 1e-4) << report.dump();
+    std::printf("%s: merged, in AutoModelForSequenceClassification: %zu missing, %zu unexpected, logits vs unmerged %.2e\n",
+                name.c_str(), report["missing"].size(), report["unexpected"].size(), report["max_abs_logits"].get<double>());
+    fs::remove_all(merged);
+  }
+}
+
+TEST(Classifier, InspectCountsParametersAsTransformers) {
+  const auto m = manifest();
+  ASSERT_FALSE(m.is_null()) << "no oracle output at " << oracle_dir();
+  std::set<std::string> names;
+  for (const auto& c : m["counts"]) {
+    const std::string name = c["name"];
+    SCOPED_TRACE(name);
+    const auto r = lorakit::testing::run(fmt::format("inspect {} --json", c["dir"].get<std::string>()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const nlohmann::json j = nlohmann::json::parse(r.output);
+    EXPECT_EQ(j["num_parameters"].get<int64_t>(), c["classifier"].get<int64_t>()) << "AutoModelForSequenceClassification";
+    EXPECT_EQ(j["backbone_parameters"].get<int64_t>(), c["backbone"].get<int64_t>()) << "AutoModel";
+    std::printf("%s: %lld parameters with the %lld-label head, %lld without (transformers: %lld, %lld)\n", name.c_str(),
+                static_cast<long long>(j["num_parameters"].get<int64_t>()), static_cast<long long>(c["num_labels"].get<int64_t>()),
+                static_cast<long long>(j["backbone_parameters"].get<int64_t>()), static_cast<long long>(c["classifier"].get<int64_t>()),
+                static_cast<long long>(c["backbone"].get<int64_t>()));
+    names.insert(name);
+  }
+  EXPECT_TRUE(names.count("klue-bert-base"));
+  if (!names.count("koelectra-base-v3-discriminator")) GTEST_SKIP() << "../shared/models/koelectra-base-v3-discriminator absent";
+}
+
+// The demo's path from the command line: train an ELECTRA classifier on AlimTalk-style rows, evaluate it
+// (metrics equal scikit-learn's on the predictions it wrote), merge it, and check the merged model and
+// its tokenizer in transformers give the probabilities lorakit wrote; an unseen label is a clear error.
+// ELECTRA (the demo's) and EXAONE 4.0 (a decoder: the pad id decides the pooled token).
+class ClassifierCli : public ::testing::TestWithParam<std::string> {};
+INSTANTIATE_TEST_SUITE_P(Models, ClassifierCli, ::testing::Values("electra", "exaone4"));
+
+TEST_P(ClassifierCli, TrainEvalMergeFromTheCommandLine) {
+  const std::string type = GetParam();
+  const fs::path tmp = fs::temp_directory_path() / fmt::format("lorakit-classifier-cli-{}-{}", type, ::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  const std::string python = lorakit::testing::venv_python(), src = LORAKIT_SOURCE_DIR;
+  const fs::path csv = tmp / "templates.csv", model = tmp / "tiny-electra", run = tmp / "run";
+  auto r = lorakit::testing::run_command(fmt::format("{0} {1}/scripts/make_alimtalk_csv.py --out {2} --rows 120 && {0} "
+                                                     "{1}/scripts/make_tiny_model.py --model-type {4} --out {3} "
+                                                     "--tokenizer-corpus {2}", python, src, csv.string(), model.string(), type));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = lorakit::testing::run(fmt::format("train {}/recipes/demo-classifier.yaml --set model.path={} --set data.path={} "
+                                        "--set output.dir={} --set train.num_train_epochs=8 --set train.eval_steps=0",
+                                        src, model.string(), csv.string(), run.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("labels (2): approve, reject"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(type == "electra" ? "a new classifier head" : "a new score head"), std::string::npos) << r.output;
+  const nlohmann::json summary = nlohmann::json::parse(std::ifstream(run / "summary.json"));
+  EXPECT_EQ(summary["task"], "sequence_classification");
+  EXPECT_TRUE(summary["eval_accuracy"].is_number()) << summary.dump();
+  const nlohmann::json adapter_config = nlohmann::json::parse(std::ifstream(run / "adapter" / "adapter_config.json"));
+  EXPECT_EQ(adapter_config["task_type"], "SEQ_CLS");
+  EXPECT_EQ(adapter_config["modules_to_save"], nlohmann::json::parse(R"(["classifier", "score"])"));
+  ASSERT_TRUE(fs::exists(run / "adapter" / "labels.json"));
+
+  const fs::path predictions = tmp / "predictions.csv";
+  r = lorakit::testing::run(fmt::format("eval --model {} --adapter {} --data {} --text-column template --label-column label "
+                                        "--filter data_type=valid --predictions {} --json", model.string(),
+                                        (run / "adapter").string(), csv.string(), predictions.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json metrics = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  r = lorakit::testing::run(fmt::format("merge --model {} --adapter {} --out {}", model.string(), (run / "adapter").string(),
+                                        (tmp / "merged").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json check = check_in_python(fmt::format("--merged {} --predictions {} --data {} --text-column template",
+                                                           (tmp / "merged").string(), predictions.string(), csv.string()));
+  ASSERT_FALSE(check.is_null());
+  EXPECT_EQ(check["missing"].size(), 0u) << check.dump();
+  EXPECT_EQ(check["unexpected"].size(), 0u) << check.dump();
+  EXPECT_EQ(check["rows"].get<int64_t>(), metrics["examples"].get<int64_t>());
+  EXPECT_LT(check["max_abs_probabilities"].get<double>(), 1e-4) << check.dump();
+  EXPECT_NEAR(metrics["accuracy"].get<double>(), check["sklearn_accuracy"].get<double>(), 1e-12);
+  for (const char* average : {"macro", "micro", "weighted"})
+    for (const char* key : {"precision", "recall", "f1"})
+      EXPECT_NEAR(metrics[average][key].get<double>(), check[std::string("sklearn_") + average][key].get<double>(), 1e-12)
+          << average << " " << key;
+  for (size_t k = 0; k < 2; ++k)
+    for (const char* key : {"precision", "recall", "f1", "support"})
+      EXPECT_NEAR(metrics["per_label"][k][key].get<double>(), check["sklearn_per_label"][k][key].get<double>(), 1e-12) << k << key;
+  EXPECT_EQ(metrics["confusion_matrix"], check["sklearn_confusion_matrix"]);
+  std::printf("%s classifier from the CLI: accuracy %.4f macro F1 %.4f on %lld rows (sklearn: %.4f, %.4f); merged model in "
+              "transformers: probabilities within %.2e\n", type.c_str(), metrics["accuracy"].get<double>(), metrics["macro"]["f1"].get<double>(),
+              static_cast<long long>(metrics["examples"].get<int64_t>()), check["sklearn_accuracy"].get<double>(),
+              check["sklearn_macro"]["f1"].get<double>(), check["max_abs_probabilities"].get<double>());
+
+  // A label the classifier was not trained on names the file, the line and the known labels.
+  {
+    std::ofstream bad(tmp / "bad.csv");
+    bad << "template,label\n안녕하세요 주문이 완료되었습니다.,approve\n오늘만 특가!,spam\n";
+  }
+  r = lorakit::testing::run(fmt::format("eval --model {} --data {} --text-column template --label-column label",
+                                        (tmp / "merged").string(), (tmp / "bad.csv").string()));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("bad.csv:3: label 'spam'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("approve, reject"), std::string::npos) << r.output;
+  fs::remove_all(tmp);
 }
