@@ -27,6 +27,18 @@ echo "== lorakit merge: adapter folded into the base, a directory AutoModelForCa
 build/lorakit merge --model "$model" --adapter runs/demo/adapter --out runs/demo/merged --overwrite
 echo
 echo "The adapter (PEFT format; PeftModel.from_pretrained loads it): runs/demo/adapter"
+echo
+echo "== the classifier demo: approve/reject AlimTalk templates, LoRA + a classifier head on a tiny ELECTRA"
+classifier=build/demo/tiny-electra-ko
+templates=build/demo/alimtalk_templates.csv
+[ -f "$templates" ] || .venv/bin/python scripts/make_alimtalk_csv.py --out "$templates"
+[ -f "$classifier/tokenizer.json" ] || .venv/bin/python scripts/make_tiny_model.py --model-type electra --out "$classifier" \
+  --tokenizer-corpus "$templates"
+build/lorakit train recipes/demo-classifier.yaml --overwrite
+build/lorakit eval --recipe recipes/demo-classifier.yaml --set data.filter_value=valid --adapter runs/demo-classifier/adapter \
+  --predictions runs/demo-classifier/predictions.csv
+build/lorakit merge --model "$classifier" --adapter runs/demo-classifier/adapter --out runs/demo-classifier/merged --overwrite
+echo "The classifier: runs/demo-classifier/adapter (PEFT SEQ_CLS), runs/demo-classifier/merged (ElectraForSequenceClassification)"
 real=../shared/models/EXAONE-4.0-1.2B
 if [ -f "$real/config.json" ]; then
   echo

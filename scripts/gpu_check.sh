@@ -33,6 +33,7 @@ GPU_TESTS=(
   "test_packing:Packing.*"
   "test_optimizer:Optimizer.*"
   "test_qlora:Qlora.LogitsLossAndLoraGradientsMatchBitsandbytesAndPeft"
+  "test_classifier:Classifier.LogitsLossAndGradientsMatchPeftSeqCls"
 )
 
 if [ "$mode" = prepare ]; then
@@ -83,7 +84,7 @@ print('sdp choice (bf16, additive mask):', torch._fused_sdp_choice(q,k,k,attn_ma
   rc=$?
   echo "- build: exit $rc after $(elapsed) s" >> "$summary"
   if [ $rc -ne 0 ]; then tail -40 "$OUT/build.log" >> "$summary"; exit 1; fi
-  for oracle in parity:parity.py lora:lora_oracle.py train:train_oracle.py qlora:qlora_oracle.py; do
+  for oracle in parity:parity.py lora:lora_oracle.py train:train_oracle.py qlora:qlora_oracle.py classifier:classifier_oracle.py; do
     HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error python3 "scripts/${oracle#*:}" --out "$BUILD/${oracle%%:*}" >> "$OUT/build.log" 2>&1 \
       || echo "- oracle ${oracle#*:} failed (see build.log)" >> "$summary"
   done

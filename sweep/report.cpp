@@ -40,7 +40,8 @@ std::string cell(const json& j, const char* key, int precision = 4) {
 // end with status success). The files have fixed names and are rewritten whole with every report.
 const std::vector<std::pair<const char*, const char*>> kHparamMetrics = {
     {"final_loss", "summary"}, {"best_eval_loss", "summary"}, {"peak_memory_bytes", "summary"},
-    {"wall_seconds", "summary"}, {"seconds_per_prompt", "inference"}};
+    {"wall_seconds", "summary"}, {"seconds_per_prompt", "inference"}, {"eval_accuracy", "summary"},
+    {"eval_macro_f1", "summary"}};
 constexpr const char* kHparamsFile = "events.out.tfevents.hparams.lorakit";
 
 std::string hparams_data(int field, const std::string& message) {
@@ -99,14 +100,14 @@ void write_report(const fs::path& sweep_dir, const std::string& python, bool qui
   const std::vector<std::string> columns = {
       "run", "status", "model", "params", "r", "lora_alpha", "scale", "trainable_params", "finetune_seconds",
       "tokens_per_s", "peak_memory_bytes", "inference_seconds_per_prompt", "inference_peak_memory_bytes",
-      "final_loss", "mean_loss", "best_eval_loss", "error"};
+      "final_loss", "mean_loss", "best_eval_loss", "eval_accuracy", "eval_macro_f1", "error"};
   std::string csv;
   for (size_t i = 0; i < columns.size(); ++i) csv += (i ? "," : "") + columns[i];
   csv += "\n";
   std::string md = fmt::format("# Sweep report: {}\n\n", sweep_dir.filename().string());
   md += "| run | model | params | r | alpha | trainable | fine-tune time | tokens/s | peak memory | inference s/prompt | "
-        "inference memory | final loss | mean loss | best val loss | status |\n";
-  md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+        "inference memory | final loss | mean loss | best val loss | val accuracy | val macro F1 | status |\n";
+  md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   std::map<std::string, std::vector<std::pair<int64_t, double>>> alphas_by_model;  // model -> (r, alpha)
   std::vector<std::pair<fs::path, std::map<std::string, std::string>>> sessions;   // finished runs' hyperparameters
   std::string samples;
@@ -134,12 +135,17 @@ void write_report(const fs::path& sweep_dir, const std::string& python, bool qui
       sessions.emplace_back(run, hparams);
     }
     const std::string error = failed.is_object() ? failed.value("error", "") : "";
+    // A classifier's scores: the last validation during training, else its inference pass over the rows.
+    json scores = json::object();
+    for (const auto& [key, fallback] : {std::pair{"eval_accuracy", "accuracy"}, {"eval_macro_f1", "macro_f1"}})
+      if (summary.is_object() && summary.contains(key) && summary[key].is_number()) scores[key] = summary[key];
+      else if (inference.is_object() && inference.contains(fallback) && inference[fallback].is_number()) scores[key] = inference[fallback];
     const std::vector<std::string> values = {
         run.filename().string(), status, model, cell(summary, "all_params"), r, alpha, scale,
         cell(summary, "trainable_params"), cell(summary, "wall_seconds", 3), cell(summary, "tokens_per_s", 1),
         cell(summary, "peak_memory_bytes", 0), cell(inference, "seconds_per_prompt", 4),
         cell(inference, "peak_memory_bytes", 0), cell(summary, "final_loss", 6), cell(summary, "mean_loss", 6),
-        cell(summary, "best_eval_loss", 6), error};
+        cell(summary, "best_eval_loss", 6), cell(scores, "eval_accuracy", 4), cell(scores, "eval_macro_f1", 4), error};
     for (size_t i = 0; i < values.size(); ++i) csv += (i ? "," : "") + csv_field(values[i]);
     csv += "\n";
     const auto bytes = [&](const json& j, const char* key) {
@@ -148,13 +154,14 @@ void write_report(const fs::path& sweep_dir, const std::string& python, bool qui
     const auto number = [&](const json& j, const char* key, const char* format) {
       return j.is_object() && j.contains(key) && j[key].is_number() ? fmt::format(fmt::runtime(format), j[key].get<double>()) : std::string();
     };
-    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", run.filename().string(),
+    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", run.filename().string(),
                       model, summary.is_object() && summary.contains("all_params") ? with_commas(summary["all_params"].get<int64_t>()) : "",
                       r, alpha, summary.is_object() && summary.contains("trainable_params") ? with_commas(summary["trainable_params"].get<int64_t>()) : "",
                       number(summary, "wall_seconds", "{:.1f} s"), summary.is_object() && summary.contains("tokens_per_s") ? with_commas(static_cast<int64_t>(summary["tokens_per_s"].get<double>())) : std::string(),
                       bytes(summary, "peak_memory_bytes"), number(inference, "seconds_per_prompt", "{:.3f} s"),
                       bytes(inference, "peak_memory_bytes"), number(summary, "final_loss", "{:.4f}"),
                       number(summary, "mean_loss", "{:.4f}"), number(summary, "best_eval_loss", "{:.4f}"),
+                      number(scores, "eval_accuracy", "{:.4f}"), number(scores, "eval_macro_f1", "{:.4f}"),
                       status == "failed" ? "failed: " + error : status);
     if (inference.is_object() && inference.contains("prompts") && !inference["prompts"].empty()) {
       samples += fmt::format("\n### {}\n\n", run.filename().string());
@@ -178,7 +185,9 @@ void write_report(const fs::path& sweep_dir, const std::string& python, bool qui
   md += "\nFine-tune time is wall time of the training steps; peak memory is the true peak during training (CUDA: the "
         "caching allocator's peak allocated bytes; CPU: the peak resident set of the run); inference is greedy "
         "generation over the recipe's `inference.prompts` with the adapter, `inference.batch_size` prompts at a time "
-        "(seconds per prompt: a batch's time divided by its prompts).\n";
+        "(seconds per prompt: a batch's time divided by its prompts). For classifiers (task: sequence_classification), "
+        "inference is the validation rows classified (seconds per row), and val accuracy / macro F1 are the last "
+        "validation's.\n";
   if (!notes.empty()) md += "\n" + notes;
   write_text_atomically(sweep_dir / "report.csv", csv);
   write_hparams(sweep_dir, sessions);

@@ -22,6 +22,7 @@
 #include "device/cuda.h"
 #include "device/dtype.h"
 #include "device/memory.h"
+#include "inference/classify.h"
 #include "inference/generate.h"
 #include "sweep/report.h"
 #include "trainer/checkpoint.h"
@@ -70,8 +71,30 @@ std::string part_name(const std::string& key, const std::string& value) {
 
 void write_json(const fs::path& path, const json& value) { write_text_atomically(path, value.dump(1) + "\n"); }
 
+// A classifier run's inference: its validation rows (every row without a validation split) classified
+// with the run's adapter, data.batch rows at a time: seconds per row, peak memory, accuracy, macro F1.
+json measure_classification(const Recipe& recipe, const fs::path& run_dir) {
+  const c10::Device device = resolve_device(recipe.train.device, "train.device", "--device cpu");
+  const auto tokenizer = tokenizers::load_tokenizer(recipe.model.path);
+  const ClassifierLabels labels = read_classifier_labels(run_dir / "adapter");
+  const bool validation = !recipe.data.validation_value.empty() || recipe.data.validation_fraction > 0;
+  data::ExampleBuilder builder(tokenizer, recipe.data, "recipe data", validation ? data::Split::Validation : data::Split::All);
+  builder.set_labels(labels.labels);
+  auto model = load_hf_classifier(recipe.model.path, {parse_dtype(recipe.model.dtype, "model.dtype"), device},
+                                  static_cast<int64_t>(labels.labels.size()), labels.pad_token_id, 0).model;
+  apply_peft_adapter(*model, run_dir / "adapter");
+  auto reader = data::open_records(recipe.data.path, data::reader_options(recipe.data));
+  reset_peak_memory(device);
+  const auto e = inference::evaluate_classifier(*model, builder, *reader, device, recipe.train.per_device_train_batch_size,
+                                                static_cast<int32_t>(labels.pad_token_id));
+  return {{"prompts", json::array()}, {"rows", e.examples}, {"split", validation ? "validation" : "all"},
+          {"seconds_per_prompt", e.seconds / static_cast<double>(e.examples)}, {"peak_memory_bytes", memory_now(device).peak},
+          {"accuracy", e.metrics.accuracy}, {"macro_f1", e.metrics.macro.f1}, {"loss", e.loss}};
+}
+
 // Greedy generation over the recipe's prompts with the run's adapter: time, tokens/s, peak memory.
 json measure_inference(const Recipe& recipe, const fs::path& run_dir) {
+  if (classifies(recipe)) return measure_classification(recipe, run_dir);
   json out = {{"prompts", json::array()}};
   if (recipe.inference.prompts.empty()) return out;
   const c10::Device device = resolve_device(recipe.train.device, "train.device", "--device cpu");

@@ -167,6 +167,7 @@ TEST(Classifier, BaseLanguageModelGetsANewHead) {
 TEST(ClassificationMetrics, EqualScikitLearn) {
   const auto m = manifest();
   ASSERT_FALSE(m.is_null()) << "no oracle output at " << oracle_dir();
+  ASSERT_GE(m["metrics"].size(), 4u) << "scikit-learn missing from the oracle's python?";
   for (const auto& c : m["metrics"]) {
     const int64_t k = c["num_labels"];
     SCOPED_TRACE(k);
