@@ -234,12 +234,16 @@ std::vector<std::string> classifier_labels(const HfModelDir& hf) {
                           c["architectures"][0].is_string() &&
                           c["architectures"][0].get<std::string>().ends_with("ForSequenceClassification");
   if (!classifier || !c.contains("id2label") || !c["id2label"].is_object()) return {};
-  std::vector<std::string> labels(c["id2label"].size());
-  for (const auto& [key, value] : c["id2label"].items()) {
-    const int64_t id = parse_id(key, hf.config_path.string() + ": id2label");
-    if (id < 0 || id >= static_cast<int64_t>(labels.size()) || !value.is_string() || !labels[id].empty())
-      fail("{}: id2label must map the ids 0..{} to label names, found \"{}\": {}", hf.config_path.string(),
-           labels.size() - 1, key, value.dump());
+  return labels_from_id2label(c["id2label"], hf.config_path.string());
+}
+
+std::vector<std::string> labels_from_id2label(const nlohmann::json& id2label, const std::string& where) {
+  if (!id2label.is_object()) fail("{}: id2label must be an object of id: label name", where);
+  std::vector<std::string> labels(id2label.size());
+  for (const auto& [key, value] : id2label.items()) {
+    const int32_t id = parse_id(key, where + ": id2label");
+    if (id >= static_cast<int32_t>(labels.size()) || !value.is_string() || !labels[id].empty())
+      fail("{}: id2label must map the ids 0..{} to label names, found \"{}\": {}", where, labels.size() - 1, key, value.dump());
     labels[id] = value.get<std::string>();
   }
   return labels;

@@ -70,6 +70,8 @@ std::unique_ptr<CausalLM> load_hf_model(const std::filesystem::path& dir, const 
 // A classifier's labels, in id order: config.json's id2label when the directory holds a trained
 // classifier (architectures *ForSequenceClassification), else empty.
 std::vector<std::string> classifier_labels(const HfModelDir& hf);
+// An id2label object ({"0": "approve", "1": "reject"}) as names in id order; `where` names the file.
+std::vector<std::string> labels_from_id2label(const nlohmann::json& id2label, const std::string& where);
 
 struct LoadedClassifier {
   std::unique_ptr<SequenceClassifier> model;

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "checkpoints/hf_model.h"
 #include "checkpoints/safetensors.h"
 #include "core/error.h"
 #include "core/format.h"
@@ -201,15 +202,7 @@ ClassifierLabels read_classifier_labels(const std::filesystem::path& dir) {
   return with_json_errors(path.string(), [&] {
     const nlohmann::json j = JsonReader::parse_file(path.string());
     ClassifierLabels out;
-    const nlohmann::json& id2label = j.at("id2label");
-    out.labels.resize(id2label.size());
-    for (const auto& [key, value] : id2label.items()) {
-      const int32_t id = parse_id(key, path.string() + ": id2label");
-      if (id >= static_cast<int32_t>(out.labels.size()) || !value.is_string() || !out.labels[id].empty())
-        fail("{}: id2label must map the ids 0..{} to label names, found \"{}\": {}", path.string(), out.labels.size() - 1,
-             key, value.dump());
-      out.labels[id] = value.get<std::string>();
-    }
+    out.labels = labels_from_id2label(j.at("id2label"), path.string());
     out.pad_token_id = j.value("pad_token_id", 0);
     return out;
   });

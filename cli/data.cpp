@@ -25,18 +25,28 @@ void add_data(CLI::App& app) {
   stats->callback([args] {
     const auto [model_dir, config] = args->data.resolve();
     const auto tokenizer = tokenizers::load_tokenizer(model_dir);
-    const data::ExampleBuilder builder(tokenizer, config, "data stats", data::Split::Train);
+    data::ExampleBuilder builder(tokenizer, config, "data stats", data::Split::Train);
+    // A classifier's rows: their labels first (as training reads them), then the statistics.
+    std::vector<std::string> labels;
+    if (builder.classifies()) {
+      auto scan = data::open_records(config.path, data::reader_options(config));
+      labels = data::collect_labels(*scan, builder, config.path);
+      builder.set_labels(labels);
+      if (!args->json) fmt::print("labels ({}): {}\n", labels.size(), fmt::join(labels, ", "));
+    }
     auto reader = data::open_records(config.path, data::reader_options(config));
     const auto result = data::DataStats::scan(*reader, builder);
     const bool has_validation = !config.validation_value.empty() || config.validation_fraction > 0;
     std::optional<data::DataStats> validation;
     if (has_validation) {
-      const data::ExampleBuilder valid(tokenizer, config, "data stats", data::Split::Validation);
+      data::ExampleBuilder valid(tokenizer, config, "data stats", data::Split::Validation);
+      valid.set_labels(labels);
       auto again = data::open_records(config.path, data::reader_options(config));
       validation = data::DataStats::scan(*again, valid);
     }
     if (args->json) {
       nlohmann::json out = result.to_json();
+      if (!labels.empty()) out["labels"] = labels;
       if (validation) out["validation"] = validation->to_json();
       fmt::print("{}\n", out.dump());
       return;

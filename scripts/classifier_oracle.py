@@ -25,7 +25,7 @@ import transformers
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
 from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, BertConfig, ElectraConfig,
-                          Exaone4Config, GPTNeoXConfig, LlamaConfig, Qwen2Config)
+                          Exaone4Config, Gemma2Config, GPT2Config, GPTNeoXConfig, LlamaConfig, Qwen2Config)
 
 LABELS = {0: "approve", 1: "reject", 2: "review"}
 SHAPE = dict(vocab_size=211, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
@@ -48,6 +48,16 @@ CASES = {
                             dict(r=2, lora_alpha=4)),
     "qwen2-all-linear-r4": (lambda: Qwen2Config(**SHAPE, tie_word_embeddings=True, **LABEL_KEYS),
                             dict(r=4, lora_alpha=8, target_modules="all-linear")),
+    # Gemma-2: scaled embeddings, soft-capped attention, a sliding window (the final softcap is lm_head's only).
+    "gemma2-qkvo-r4": (lambda: Gemma2Config(**SHAPE, head_dim=16, query_pre_attn_scalar=16, attn_logit_softcapping=5.0,
+                                            final_logit_softcapping=3.0, sliding_window=4, tie_word_embeddings=True,
+                                            **LABEL_KEYS),
+                       dict(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])),
+    # GPT-2: PEFT's default c_attn is a Conv1D (fan_in_fan_out); the classifier is `transformer` + `score`.
+    "gpt2-default-r4": (lambda: GPT2Config(vocab_size=211, n_positions=64, n_embd=64, n_layer=2, n_head=4,
+                                           resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1,
+                                           eos_token_id=2, pad_token_id=0, **LABEL_KEYS),
+                        dict(r=4, lora_alpha=8, fan_in_fan_out=True)),
     "bert-default-r4": (lambda: BertConfig(**ENCODER, **LABEL_KEYS), dict(r=4, lora_alpha=8)),
     "electra-small-r4": (lambda: ElectraConfig(embedding_size=32, **ENCODER, **LABEL_KEYS), dict(r=4, lora_alpha=8)),
     "electra-base-shape-r2": (lambda: ElectraConfig(embedding_size=64, **ENCODER, **LABEL_KEYS), dict(r=2, lora_alpha=2)),

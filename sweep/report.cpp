@@ -64,8 +64,16 @@ void write_hparams(const fs::path& sweep_dir, const std::vector<std::pair<fs::pa
     for (const auto& [name, value] : hparams) names.insert(name);
   std::string experiment;
   for (const std::string& name : names) experiment += bytes_field(4, bytes_field(1, name));  // HParamInfo{ name = 1 }
+  // The classifier's metrics are the experiment's only when a run has them (a language-model sweep lists five).
+  const auto listed = [&](const std::string& metric) {
+    if (!metric.starts_with("eval_")) return true;
+    return std::any_of(sessions.begin(), sessions.end(), [&](const auto& session) {
+      const json summary = read_json(session.first / "summary.json");
+      return summary.is_object() && summary.contains(metric) && summary[metric].is_number();
+    });
+  };
   for (const auto& [metric, source] : kHparamMetrics)                                        // MetricInfo{ name = 1: { tag = 2 } }
-    experiment += bytes_field(5, bytes_field(1, bytes_field(2, std::string("hparams/") + metric)));
+    if (listed(metric)) experiment += bytes_field(5, bytes_field(1, bytes_field(2, std::string("hparams/") + metric)));
   trainer::EventWriter(sweep_dir, -1, kHparamsFile).plugin_summary("_hparams_/experiment", "hparams", hparams_data(2, experiment));
   for (const auto& [run, hparams] : sessions) {
     trainer::EventWriter events(run, -1, kHparamsFile);
