@@ -46,7 +46,6 @@ void add_data(CLI::App& app) {
     }
     if (args->json) {
       nlohmann::json out = result.to_json();
-      if (!labels.empty()) out["labels"] = labels;
       if (validation) out["validation"] = validation->to_json();
       fmt::print("{}\n", out.dump());
       return;

@@ -26,11 +26,14 @@ void DataStats::add(const Example& example) {
   prompt.add(example.prompt_tokens);
   response.add(example.response_tokens);
   total.add(example.prompt_tokens + example.response_tokens);
+  if (example.class_label >= 0 && static_cast<size_t>(example.class_label) < label_counts.size()) ++label_counts[example.class_label];
 }
 
 DataStats DataStats::scan(RecordReader& reader, const ExampleBuilder& builder) {
   DataStats stats;
   stats.path = reader.path();
+  stats.label_names = builder.labels();
+  stats.label_counts.assign(stats.label_names.size(), 0);
   const auto start = std::chrono::steady_clock::now();
   Record record;
   std::string reason;
@@ -63,6 +66,15 @@ std::string DataStats::report() const {
                        h.percentile(99), h.max(), h.count());
   };
   out += fmt::format("  {:<10} {:>7} {:>7} {:>7} {:>7} {:>7}\n", "tokens", "p50", "p90", "p99", "max", "examples");
+  if (!label_names.empty()) {  // a classifier's text is its input; nothing is a response
+    out += row("text", total);
+    std::string counts;
+    for (size_t k = 0; k < label_names.size(); ++k)
+      counts += fmt::format("{}{} {}", k ? ", " : "", label_names[k], with_commas(label_counts[k]));
+    out += fmt::format("  labels     {}\n", counts);
+    out += fmt::format("  truncated {} of {} kept examples\n", with_commas(truncated), with_commas(kept));
+    return out;
+  }
   out += row("prompt", prompt) + row("response", response) + row("total", total);
   out += fmt::format("  truncated {} of {} kept examples; {} dropped because truncation removed every response token\n",
                      with_commas(truncated), with_commas(kept), with_commas(lost));
@@ -75,9 +87,14 @@ nlohmann::json DataStats::to_json() const {
     return nlohmann::json{{"p50", h.percentile(50)}, {"p90", h.percentile(90)}, {"p99", h.percentile(99)},
                           {"max", h.max()}};
   };
-  return {{"path", path}, {"rows", rows}, {"kept", kept}, {"truncated", truncated}, {"skipped", skipped}, {"bad_rows", bad_rows},
+  nlohmann::json out = {{"path", path}, {"rows", rows}, {"kept", kept}, {"truncated", truncated}, {"skipped", skipped}, {"bad_rows", bad_rows},
           {"bytes", bytes}, {"seconds", seconds}, {"prompt_tokens", lengths(prompt)},
           {"response_tokens", lengths(response)}, {"total_tokens", lengths(total)}};
+  if (!label_names.empty()) {
+    out["labels"] = nlohmann::json::object();
+    for (size_t k = 0; k < label_names.size(); ++k) out["labels"][label_names[k]] = label_counts[k];
+  }
+  return out;
 }
 
 }  // namespace lorakit::data

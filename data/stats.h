@@ -35,6 +35,8 @@ struct DataStats {
   int64_t bad_rows = 0;                     // malformed rows skipped by skip_bad_rows
   std::vector<std::string> bad_row_examples;
   LengthHistogram prompt, response, total;
+  std::vector<std::string> label_names;    // a classifier's labels (data.label_column), in id order
+  std::vector<int64_t> label_counts;       // kept examples per label
 
   // Reads every record of `reader` through `builder`.
   static DataStats scan(RecordReader& reader, const ExampleBuilder& builder);

@@ -312,3 +312,45 @@ TEST_P(ClassifierCli, TrainEvalMergeFromTheCommandLine) {
   EXPECT_NE(r.output.find("approve, reject"), std::string::npos) << r.output;
   fs::remove_all(tmp);
 }
+
+TEST(Classifier, BadInputIsAClearError) {
+  const fs::path dir = oracle_dir() / "llama-default-r4";
+  if (!fs::exists(dir / "lm")) GTEST_SKIP() << "oracle output missing";
+  const fs::path tmp = fs::temp_directory_path() / fmt::format("lorakit-classifier-bad-{}", ::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  {
+    std::ofstream csv(tmp / "rows.csv");
+    csv << "text,label\nhello,yes\nworld,yes\n";
+  }
+  // A recipe whose task and label column disagree; a training file with one label.
+  {
+    std::ofstream recipe(tmp / "recipe.yaml");
+    recipe << "task: sequence_classification\nmodel:\n  path: " << (dir / "lm").string() << "\ndata:\n  path: rows.csv\n"
+           << "  text_column: text\n  label_column: label\ntrain:\n  max_steps: 1\noutput:\n  dir: " << (tmp / "run").string() << "\n";
+  }
+  auto r = lorakit::testing::run(fmt::format("train {} --set task=causal_lm", (tmp / "recipe.yaml").string()));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("data.label_column is set but the task is causal_lm"), std::string::npos) << r.output;
+  r = lorakit::testing::run(fmt::format("train {} --set task=sequence_clasification", (tmp / "recipe.yaml").string()));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("did you mean 'sequence_classification'"), std::string::npos) << r.output;
+  // The oracle's model has no tokenizer: ids-only directories refuse text, so this fails on the tokenizer
+  // or on the single label; either names the file.
+  r = lorakit::testing::run(fmt::format("train {}", (tmp / "recipe.yaml").string()));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_FALSE(fs::exists(tmp / "run")) << "a failed start wrote the run directory";
+
+  // A PEFT adapter without labels.json, then one whose id2label skips an id.
+  const std::string eval = fmt::format("eval --model {} --adapter {{}} --data {} --text-column text --label-column label",
+                                       (dir / "base").string(), (tmp / "rows.csv").string());
+  r = lorakit::testing::run(fmt::format(fmt::runtime(eval), (dir / "adapter").string()));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("no labels.json"), std::string::npos) << r.output;
+  fs::copy(dir / "adapter", tmp / "adapter");
+  std::ofstream(tmp / "adapter" / "labels.json") << R"({"id2label": {"0": "yes", "5": "no"}, "pad_token_id": 0})";
+  r = lorakit::testing::run(fmt::format(fmt::runtime(eval), (tmp / "adapter").string()));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("labels.json: id2label must map the ids 0..1"), std::string::npos) << r.output;
+  fs::remove_all(tmp);
+}
