@@ -152,6 +152,13 @@ def config_seeds(out: Path, shared: Path):
         put(out, cls.model_type, cls(**small).to_json_string().encode())
     put(out, "gpt2", GPT2Config(vocab_size=64, n_embd=16, n_layer=2, n_head=2).to_json_string().encode())
     put(out, "rwkv", RwkvConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2).to_json_string().encode())
+    # Encoders and a classifier config (id2label: its labels), as fuzz_config builds them.
+    from transformers import BertConfig, ElectraConfig
+    labels = dict(id2label={0: "approve", 1: "reject", 2: "review"}, label2id={"approve": 0, "reject": 1, "review": 2})
+    put(out, "bert", BertConfig(**small, **labels).to_json_string().encode())
+    put(out, "electra", ElectraConfig(embedding_size=8, **small).to_json_string().encode())
+    put(out, "llama-seqcls", LlamaConfig(**small, architectures=["LlamaForSequenceClassification"], **labels)
+        .to_json_string().encode())
     for config in sorted((shared / "models").glob("*/config.json")) if (shared / "models").exists() else []:
         put(out, "shared-" + config.parent.name, config.read_bytes())
 
