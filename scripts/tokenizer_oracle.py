@@ -211,8 +211,11 @@ def build_trained(out, train_texts):
     # SentencePiece trained the way Llama-2's was (identity normalization, byte fallback, digits split).
     directory = out / "sentencepiece-bpe"
     directory.mkdir(parents=True, exist_ok=True)
+    # Room for every character the coverage keeps: without ../shared the corpus is generated Hangul plus the
+    # edge cases, thousands of distinct characters (sentencepiece refuses a vocab_size below them).
+    vocab_size = max(2000, len(set("".join(train_texts))) + 500)
     spm.SentencePieceTrainer.train(sentence_iterator=iter(train_texts), model_prefix=str(directory / "tokenizer"),
-                                   vocab_size=2000, model_type="bpe", byte_fallback=True, character_coverage=0.9995,
+                                   vocab_size=vocab_size, hard_vocab_limit=False, model_type="bpe", byte_fallback=True, character_coverage=0.9995,
                                    normalization_rule_name="identity", remove_extra_whitespaces=False,
                                    split_digits=True, minloglevel=2, num_threads=1)
     (directory / "tokenizer.vocab").unlink()
