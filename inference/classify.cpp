@@ -38,9 +38,10 @@ ClassifierEvaluation evaluate_classifier(const SequenceClassifier& model, const 
     const at::Tensor logits = model.logits(x.input_ids, x.layout);  // (B, K) float32
     loss_sum += classification_loss_sum(logits, x.class_labels).item<double>();
     const at::Tensor probabilities = at::softmax(logits, -1).to(at::kCPU, at::kDouble).contiguous();  // (B, K)
-    const at::Tensor predicted = at::argmax(logits, -1).to(at::kCPU);                               // (B)
+    const at::Tensor predicted = at::argmax(logits, -1).to(at::kCPU).contiguous();                  // (B)
+    const int64_t* guesses = predicted.data_ptr<int64_t>();
     for (int64_t r = 0; r < batch.rows; ++r) {
-      const int64_t label = batch.class_labels[r], guess = predicted[r].item<int64_t>();
+      const int64_t label = batch.class_labels[r], guess = guesses[r];
       labels.push_back(label);
       predictions.push_back(guess);
       out.predictions_csv += fmt::format("{},{},{},{}", batch.lines[r], csv_field(names[label]), csv_field(names[guess]),

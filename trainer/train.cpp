@@ -281,11 +281,9 @@ double evaluate(const RunModel& run, lora::LoraModel& lora, const DataPlan& plan
     if (run.classifier) {
       const at::Tensor logits = run.classifier->logits(x.input_ids, x.layout);  // (B, K)
       sum += classification_loss_sum(logits, x.class_labels).item<double>();
-      const at::Tensor predicted = at::argmax(logits, -1).to(at::kCPU);
-      for (int64_t r = 0; r < b.rows; ++r) {
-        labels.push_back(b.class_labels[r]);
-        predictions.push_back(predicted[r].item<int64_t>());
-      }
+      const at::Tensor predicted = at::argmax(logits, -1).to(at::kCPU).contiguous();  // (B): one copy per batch
+      labels.insert(labels.end(), b.class_labels.begin(), b.class_labels.end());
+      predictions.insert(predictions.end(), predicted.data_ptr<int64_t>(), predicted.data_ptr<int64_t>() + b.rows);
     } else {
       sum += batch_loss_sum(run, x, t.loss_chunk_tokens).item<double>();
     }
